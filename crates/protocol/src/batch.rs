@@ -1,0 +1,280 @@
+//! Validation of v2 record batches as producers send them.
+//!
+//! The broker stores batches exactly as received (compressed ones too), so it only needs the
+//! fixed 61-byte v2 header: it checks the framing, the magic byte, the CRC32C (which covers
+//! everything from the attributes field to the end), and that the record count agrees with the
+//! offset delta. The base offset and partition leader epoch are outside the CRC, which is what
+//! lets the broker stamp them in place without re-checksumming.
+//!
+//! Layout (big-endian): baseOffset i64 @0, batchLength i32 @8, partitionLeaderEpoch i32 @12,
+//! magic i8 @16, crc u32 @17, attributes i16 @21, lastOffsetDelta i32 @23, baseTimestamp i64 @27,
+//! maxTimestamp i64 @35, producerId i64 @43, producerEpoch i16 @51, baseSequence i32 @53,
+//! recordCount i32 @57, records @61.
+
+use bytes::{Bytes, BytesMut};
+
+/// Size of the v2 batch header that precedes the records.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before (and not counted by) `batchLength`: baseOffset and batchLength themselves.
+pub const LOG_OVERHEAD: usize = 12;
+
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+
+/// Why a batch was refused. Each maps to the error code a Kafka broker returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The bytes do not frame as record batches (Kafka: CORRUPT_MESSAGE).
+    #[error("malformed record batch: {0}")]
+    Corrupt(&'static str),
+    /// CRC32C mismatch (Kafka: CORRUPT_MESSAGE).
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc { stored: u32, computed: u32 },
+    /// Magic byte other than 2 (Kafka 4 answers UNSUPPORTED_FOR_MESSAGE_FORMAT).
+    #[error("record batch magic {0} is not supported; only v2 batches are accepted")]
+    Magic(i8),
+    /// The batch is larger than the topic's `max.message.bytes` (MESSAGE_TOO_LARGE).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    /// Offset delta and record count disagree, or the batch is empty (INVALID_RECORD).
+    #[error("invalid record batch: {0}")]
+    Invalid(&'static str),
+}
+
+/// The header fields of one validated batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Byte range of this batch within the produce payload.
+    pub start: usize,
+    pub len: usize,
+    pub attributes: i16,
+    pub record_count: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl BatchInfo {
+    /// Bits 0-2 of the attributes: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x7
+    }
+    /// Bit 3: timestamps are LogAppendTime.
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & 0x8 != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
+    }
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// Validates every batch in a produce payload. `max_batch_bytes` is the topic's
+/// `max.message.bytes`, compared with each batch's full size as Kafka does.
+pub fn validate(payload: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, BatchError> {
+    let mut out = Vec::with_capacity(1);
+    let mut pos = 0;
+    if payload.is_empty() {
+        return Err(BatchError::Invalid("empty record set"));
+    }
+    while pos < payload.len() {
+        let rest = &payload[pos..];
+        if rest.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Corrupt("truncated batch header"));
+        }
+        let batch_len = i32_at(rest, 8);
+        let magic = rest[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::Magic(magic));
+        }
+        if batch_len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::Corrupt("batch length smaller than the v2 header"));
+        }
+        let size = batch_len as usize + LOG_OVERHEAD;
+        if size > rest.len() {
+            return Err(BatchError::Corrupt("batch length runs past the end of the record set"));
+        }
+        if size > max_batch_bytes {
+            return Err(BatchError::TooLarge {
+                size,
+                max: max_batch_bytes,
+            });
+        }
+        let b = &rest[..size];
+        let stored = u32::from_be_bytes([
+            b[CRC_OFFSET],
+            b[CRC_OFFSET + 1],
+            b[CRC_OFFSET + 2],
+            b[CRC_OFFSET + 3],
+        ]);
+        let computed = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        if stored != computed {
+            return Err(BatchError::Crc { stored, computed });
+        }
+        let last_offset_delta = i32_at(b, 23);
+        let record_count = i32_at(b, 57);
+        if record_count <= 0 {
+            return Err(BatchError::Invalid("batch holds no records"));
+        }
+        if last_offset_delta != record_count - 1 {
+            return Err(BatchError::Invalid("lastOffsetDelta does not match the record count"));
+        }
+        out.push(BatchInfo {
+            start: pos,
+            len: size,
+            attributes: i16_at(b, 21),
+            record_count,
+            base_timestamp: i64_at(b, 27),
+            max_timestamp: i64_at(b, 35),
+            producer_id: i64_at(b, 43),
+            producer_epoch: i16_at(b, 51),
+            base_sequence: i32_at(b, 53),
+        });
+        pos += size;
+    }
+    Ok(out)
+}
+
+/// Copies one batch out of a payload with its base offset and partition leader epoch stamped
+/// in. Neither field is covered by the CRC, so the batch stays valid.
+pub fn stamp(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
+    let mut b = BytesMut::from(batch);
+    b[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    b[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    b.freeze()
+}
+
+/// Reads the base offset of a stored batch.
+pub fn base_offset(batch: &[u8]) -> i64 {
+    i64_at(batch, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+    use proptest::prelude::*;
+
+    pub(crate) fn encode(values: &[Vec<u8>], compression: Compression) -> Vec<u8> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_700_000_000_000 + i as i64,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(v.clone())),
+                headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"x")))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.to_vec()
+    }
+
+    #[test]
+    fn accepts_valid_batches_of_every_codec() {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let b = encode(&[b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()], c);
+            let infos = validate(&b, 1 << 20).unwrap();
+            assert_eq!(infos.len(), 1);
+            assert_eq!(infos[0].record_count, 3);
+            assert_eq!(infos[0].len, b.len());
+            assert_eq!(infos[0].max_timestamp, 1_700_000_000_002);
+        }
+    }
+
+    #[test]
+    fn stamping_keeps_crc_valid_and_decodes() {
+        let b = encode(&[b"v".to_vec(); 4], Compression::None);
+        let s = stamp(&b, 1234, 7);
+        validate(&s, 1 << 20).unwrap();
+        assert_eq!(base_offset(&s), 1234);
+        let mut bytes = s.clone();
+        let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+        assert_eq!(set.records[3].offset, 1237);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_right_error() {
+        let b = encode(&[b"hello".to_vec()], Compression::None);
+        let mut crc = b.clone();
+        let last = crc.len() - 1;
+        crc[last] ^= 0xff;
+        assert!(matches!(validate(&crc, 1 << 20), Err(BatchError::Crc { .. })));
+        let mut magic = b.clone();
+        magic[16] = 1;
+        assert_eq!(validate(&magic, 1 << 20), Err(BatchError::Magic(1)));
+        assert!(matches!(validate(&b, 10), Err(BatchError::TooLarge { .. })));
+        assert!(matches!(validate(&b[..b.len() - 1], 1 << 20), Err(BatchError::Corrupt(_))));
+        assert!(matches!(validate(&b[..20], 1 << 20), Err(BatchError::Corrupt(_))));
+        assert!(matches!(validate(&[], 1 << 20), Err(BatchError::Invalid(_))));
+    }
+
+    proptest! {
+        /// Any byte string either validates or is refused; validation never panics, and a
+        /// validated payload's batches tile it exactly.
+        #[test]
+        fn never_panics_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(infos) = validate(&data, 1 << 20) {
+                let total: usize = infos.iter().map(|i| i.len).sum();
+                prop_assert_eq!(total, data.len());
+            }
+        }
+
+        /// Flipping any single byte covered by the CRC is detected.
+        #[test]
+        fn detects_any_single_byte_corruption(idx in 21usize..80, flip in 1u8..=255) {
+            let b = encode(&[b"some value bytes".to_vec(), b"more".to_vec()], Compression::None);
+            let idx = idx.min(b.len() - 1);
+            let mut c = b.clone();
+            c[idx] ^= flip;
+            prop_assert!(validate(&c, 1 << 20).is_err());
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! A small pipelining Kafka client, for the CLI and the benchmark.
+//!
+//! Requests go out through one writer task and responses are matched to callers by correlation
+//! id, so many requests can be in flight on one connection (as librdkafka does). It speaks only
+//! what the CLI needs; it is not a general-purpose client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::BufWriter;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::frame::{read_frame, write_frame};
+
+/// A client-side failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
+
+/// One connection to a broker.
+pub struct Client {
+    next_id: AtomicI32,
+    pending: Pending,
+    out: mpsc::Sender<Bytes>,
+    client_id: StrBytes,
+}
+
+impl Client {
+    /// Connects and starts the reader and writer tasks.
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (mut rd, wr) = stream.into_split();
+        let pending: Pending = Arc::default();
+        let (out, mut out_rx) = mpsc::channel::<Bytes>(1024);
+        tokio::spawn(async move {
+            let mut wr = BufWriter::new(wr);
+            while let Some(frame) = out_rx.recv().await {
+                if write_frame(&mut wr, &frame).await.is_err() {
+                    break;
+                }
+                // Flush only when nothing else is queued, so bursts share a syscall.
+                if out_rx.is_empty() && tokio::io::AsyncWriteExt::flush(&mut wr).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reader_pending = pending.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(frame)) = read_frame(&mut rd, 1 << 30).await {
+                if frame.len() < 4 {
+                    break;
+                }
+                let id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                let waiter = match reader_pending.lock() {
+                    Ok(mut map) => map.remove(&id),
+                    Err(_) => break,
+                };
+                if let Some(tx) = waiter {
+                    let _ = tx.send(frame);
+                }
+            }
+            // Dropping every sender wakes all waiters with Closed.
+            if let Ok(mut map) = reader_pending.lock() {
+                map.clear();
+            }
+        });
+        Ok(Self {
+            next_id: AtomicI32::new(1),
+            pending,
+            out,
+            client_id: StrBytes::from_static_str("sediment-cli"),
+        })
+    }
+
+    fn encode<R: Request>(&self, version: i16, req: &R, id: i32) -> Result<Bytes, ClientError> {
+        let api_key =
+            ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("unknown api key".into()))?;
+        let mut header = RequestHeader::default();
+        header.request_api_key = R::KEY;
+        header.request_api_version = version;
+        header.correlation_id = id;
+        header.client_id = Some(self.client_id.clone());
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, api_key.request_header_version(version))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        req.encode(&mut buf, version)
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(buf.freeze())
+    }
+
+    /// Sends a request and waits for its response.
+    pub async fn send<R: Request>(&self, version: i16, req: &R) -> Result<R::Response, ClientError> {
+        let rx = self.start(version, req).await?;
+        Self::finish::<R>(version, rx).await
+    }
+
+    /// Sends a request and returns a handle to await its response later (pipelining).
+    pub async fn start<R: Request>(
+        &self,
+        version: i16,
+        req: &R,
+    ) -> Result<oneshot::Receiver<Bytes>, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(version, req, id)?;
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| ClientError::Closed)?
+            .insert(id, tx);
+        self.out.send(frame).await.map_err(|_| ClientError::Closed)?;
+        Ok(rx)
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub async fn send_oneway<R: Request>(&self, version: i16, req: &R) -> Result<(), ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = self.encode(version, req, id)?;
+        self.out.send(frame).await.map_err(|_| ClientError::Closed)
+    }
+
+    /// Waits for and decodes a response started with [`Client::start`].
+    pub async fn finish<R: Request>(
+        version: i16,
+        rx: oneshot::Receiver<Bytes>,
+    ) -> Result<R::Response, ClientError> {
+        let mut frame = rx.await.map_err(|_| ClientError::Closed)?;
+        ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        R::Response::decode(&mut frame, version).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}

@@ -1,0 +1,260 @@
+//! One segmented write-ahead log per broker, shared by all its partitions.
+//!
+//! Every acknowledged batch is in here before the producer hears about it. The log is owned by
+//! one dedicated OS thread (file I/O is blocking, and a single writer needs no locks): producers
+//! hand it [`Append`]s over a channel and learn the outcome on a oneshot. The thread drains
+//! whatever is queued, writes it with one `write`, then covers all of it with one `fdatasync`
+//! (group commit), so the cost of a sync is shared by every batch that arrived while the previous
+//! one ran.
+//!
+//! On-disk layout: files `NNNNNNNNNNNNNNNNNNNN.wal` (segment id, zero-padded), each starting with
+//! an 8-byte magic, then entries:
+//!
+//! ```text
+//! len u32 | crc32c u32 | version u8 | topic_id [16] | partition i32 | leader_epoch i32
+//!         | base_offset i64 | record_count i32 | max_timestamp i64 | batch bytes ...
+//! ```
+//! `len` counts the bytes after the CRC; the CRC covers exactly those bytes. Recovery reads
+//! every segment in order and truncates the last one at the first entry that is short or fails
+//! its CRC (a torn tail). A bad entry in an older segment is real corruption: opening fails
+//! rather than silently dropping acknowledged data that follows it.
+
+mod recovery;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use recovery::Recovered;
+
+/// Magic at the start of every segment file: "SDWAL", two zero bytes, format version 1.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"SDWAL\0\0\x01";
+/// Bytes of entry header before the batch bytes.
+pub const ENTRY_HEADER_LEN: usize = 53;
+const ENTRY_VERSION: u8 = 1;
+
+/// Errors of the log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalError {
+    #[error("wal i/o on {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("wal is failed after an earlier write or sync error; restart to recover")]
+    Failed,
+    #[error("wal is closed")]
+    Closed,
+    #[error("corrupt entry in {path} at byte {offset} (not the log tail): {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl WalError {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        WalError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What an entry says about the batch it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryMeta {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub base_offset: i64,
+    pub record_count: i32,
+    pub max_timestamp: i64,
+}
+
+/// Where an entry's batch bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub segment: u64,
+    /// File offset of the batch bytes (after the entry header).
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// How far an append must get before its `done` fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the file (survives a crash of the process, not of the machine).
+    Written,
+    /// Covered by `fdatasync`.
+    Synced,
+}
+
+/// One batch to append.
+pub struct Append {
+    pub meta: EntryMeta,
+    pub data: Bytes,
+    pub durability: Durability,
+    pub done: Option<oneshot::Sender<Result<Position, WalError>>>,
+    /// Dropped once the entry is synced: lets callers bound the bytes waiting on the log.
+    pub guard: Option<Box<dyn Send>>,
+}
+
+/// Told, on the log's thread and in log order, what became written and then durable.
+/// Implementations must be quick: the log waits for them.
+pub trait Sink: Send + Sync + 'static {
+    fn written(&self, entries: &[(EntryMeta, Position)]);
+    fn synced(&self, entries: &[(EntryMeta, Position)]);
+}
+
+/// Settings of the log.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    /// A segment is closed and a new one started once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Most bytes one group commit writes before syncing.
+    pub max_group_bytes: usize,
+    /// Skip fdatasync entirely (tests and benchmarks of the CPU path only).
+    pub sync: bool,
+}
+
+impl WalConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            segment_bytes: 64 * 1024 * 1024,
+            max_group_bytes: 8 * 1024 * 1024,
+            sync: true,
+        }
+    }
+}
+
+/// Shared, read-only handles to segment files, for readers on any thread.
+#[derive(Clone, Default)]
+pub struct Segments {
+    files: Arc<RwLock<BTreeMap<u64, Arc<File>>>>,
+    dir: PathBuf,
+}
+
+impl Segments {
+    fn insert(&self, id: u64, file: Arc<File>) {
+        if let Ok(mut m) = self.files.write() {
+            m.insert(id, file);
+        }
+    }
+
+    /// Reads the batch bytes at `pos`. Blocking (a `pread`), normally served from page cache.
+    pub fn read(&self, pos: &Position) -> Result<Bytes, WalError> {
+        let file = self
+            .files
+            .read()
+            .map_err(|_| WalError::Failed)?
+            .get(&pos.segment)
+            .cloned();
+        let path = segment_path(&self.dir, pos.segment);
+        let file = file.ok_or_else(|| WalError::Io {
+            path: path.clone(),
+            message: "segment is not open".into(),
+        })?;
+        let mut buf = vec![0u8; pos.len as usize];
+        file.read_exact_at(&mut buf, pos.offset)
+            .map_err(|e| WalError::io(&path, e))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Path of segment `id` in `dir`.
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+/// A handle to the running log. Dropping every clone of the sender stops the thread after it
+/// has written and synced everything queued; [`Wal::close`] waits for that.
+pub struct Wal {
+    tx: Option<std::sync::mpsc::Sender<Append>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    segments: Segments,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `config.dir`, recovers it, and starts the writer
+    /// thread. Every recovered entry is returned in log order so the caller can rebuild its
+    /// state; they are all durable.
+    pub fn open(config: WalConfig, sink: Arc<dyn Sink>) -> Result<(Self, Recovered), WalError> {
+        std::fs::create_dir_all(&config.dir).map_err(|e| WalError::io(&config.dir, e))?;
+        let segments = Segments {
+            files: Arc::default(),
+            dir: config.dir.clone(),
+        };
+        let recovered = recovery::recover(&config.dir, &segments)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = writer::Writer::new(config, segments.clone(), sink, recovered.next_segment)?;
+        let thread = std::thread::Builder::new()
+            .name("sediment-wal".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| WalError::Io {
+                path: PathBuf::new(),
+                message: format!("spawning the wal thread: {e}"),
+            })?;
+        Ok((
+            Self {
+                tx: Some(tx),
+                thread: Some(thread),
+                segments,
+            },
+            recovered,
+        ))
+    }
+
+    /// Queues an append. Never blocks; the outcome arrives on `append.done`.
+    pub fn submit(&self, append: Append) -> Result<(), WalError> {
+        match &self.tx {
+            Some(tx) => tx.send(append).map_err(|_| WalError::Closed),
+            None => Err(WalError::Closed),
+        }
+    }
+
+    /// Readers of segment files.
+    pub fn segments(&self) -> Segments {
+        self.segments.clone()
+    }
+
+    /// Stops accepting appends, lets the writer flush and sync what is queued, and waits.
+    pub fn close(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn encode_header(buf: &mut Vec<u8>, meta: &EntryMeta, data: &[u8]) {
+    let len = (ENTRY_HEADER_LEN - 8 + data.len()) as u32;
+    let start = buf.len();
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&[0; 4]); // CRC, filled below
+    buf.push(ENTRY_VERSION);
+    buf.extend_from_slice(meta.topic_id.as_bytes());
+    buf.extend_from_slice(&meta.partition.to_be_bytes());
+    buf.extend_from_slice(&meta.leader_epoch.to_be_bytes());
+    buf.extend_from_slice(&meta.base_offset.to_be_bytes());
+    buf.extend_from_slice(&meta.record_count.to_be_bytes());
+    buf.extend_from_slice(&meta.max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[start + 8..]), data);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests;

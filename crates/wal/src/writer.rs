@@ -1,0 +1,170 @@
+//! The log's single writer: group commit on a dedicated thread.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use tracing::{debug, error};
+
+use crate::{
+    encode_header, segment_path, Append, Durability, EntryMeta, Position, Segments, Sink,
+    WalConfig, WalError, ENTRY_HEADER_LEN, SEGMENT_MAGIC,
+};
+
+struct Open {
+    id: u64,
+    file: Arc<File>,
+    size: u64,
+}
+
+pub(crate) struct Writer {
+    config: WalConfig,
+    segments: Segments,
+    sink: Arc<dyn Sink>,
+    current: Option<Open>,
+    next_id: u64,
+    /// Set after a failed write or sync: the state of the file is unknown (a failed fsync may
+    /// have dropped dirty pages), so nothing more is acknowledged until a restart re-reads it.
+    failed: bool,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        config: WalConfig,
+        segments: Segments,
+        sink: Arc<dyn Sink>,
+        next_id: u64,
+    ) -> Result<Self, WalError> {
+        Ok(Self {
+            config,
+            segments,
+            sink,
+            current: None,
+            next_id,
+            failed: false,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    pub(crate) fn run(&mut self, rx: Receiver<Append>) {
+        while let Ok(first) = rx.recv() {
+            let mut bytes = first.data.len();
+            let mut group = vec![first];
+            while bytes < self.config.max_group_bytes {
+                match rx.try_recv() {
+                    Ok(a) => {
+                        bytes += a.data.len();
+                        group.push(a);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+        debug!("wal writer stopped");
+    }
+
+    fn roll(&mut self) -> Result<(), WalError> {
+        let id = self.next_id;
+        let path = segment_path(&self.config.dir, id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| WalError::io(&path, e))?;
+        file.write_all_at(&SEGMENT_MAGIC, 0)
+            .map_err(|e| WalError::io(&path, e))?;
+        if self.config.sync {
+            file.sync_all().map_err(|e| WalError::io(&path, e))?;
+            // The new name must be durable too, or a crash could lose the whole segment.
+            File::open(&self.config.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| WalError::io(&self.config.dir, e))?;
+        }
+        let file = Arc::new(file);
+        self.segments.insert(id, file.clone());
+        self.next_id += 1;
+        self.current = Some(Open {
+            id,
+            file,
+            size: SEGMENT_MAGIC.len() as u64,
+        });
+        debug!(segment = id, "wal segment started");
+        Ok(())
+    }
+
+    fn fail(group: Vec<Append>, err: WalError) {
+        for a in group {
+            if let Some(done) = a.done {
+                let _ = done.send(Err(err.clone()));
+            }
+        }
+    }
+
+    fn commit(&mut self, mut group: Vec<Append>) {
+        if self.failed {
+            return Self::fail(group, WalError::Failed);
+        }
+        let needs_roll = match &self.current {
+            None => true,
+            Some(o) => o.size >= self.config.segment_bytes,
+        };
+        if needs_roll {
+            if let Err(e) = self.roll() {
+                error!(error = %e, "wal segment roll failed");
+                self.failed = true;
+                return Self::fail(group, e);
+            }
+        }
+        let Some(open) = self.current.as_mut() else {
+            return Self::fail(group, WalError::Failed);
+        };
+        self.buf.clear();
+        let mut entries: Vec<(EntryMeta, Position)> = Vec::with_capacity(group.len());
+        for a in &group {
+            let entry_start = open.size + self.buf.len() as u64;
+            encode_header(&mut self.buf, &a.meta, &a.data);
+            self.buf.extend_from_slice(&a.data);
+            entries.push((
+                a.meta,
+                Position {
+                    segment: open.id,
+                    offset: entry_start + ENTRY_HEADER_LEN as u64,
+                    len: a.data.len() as u32,
+                },
+            ));
+        }
+        let path = segment_path(&self.config.dir, open.id);
+        if let Err(e) = open.file.write_all_at(&self.buf, open.size) {
+            error!(error = %e, "wal write failed");
+            self.failed = true;
+            return Self::fail(group, WalError::io(&path, e));
+        }
+        open.size += self.buf.len() as u64;
+        self.sink.written(&entries);
+        for (a, (_, pos)) in group.iter_mut().zip(&entries) {
+            if a.durability == Durability::Written {
+                if let Some(done) = a.done.take() {
+                    let _ = done.send(Ok(*pos));
+                }
+            }
+        }
+        if self.config.sync {
+            if let Err(e) = open.file.sync_data() {
+                error!(error = %e, "wal fdatasync failed");
+                self.failed = true;
+                return Self::fail(group, WalError::io(&path, e));
+            }
+        }
+        self.sink.synced(&entries);
+        for (a, (_, pos)) in group.into_iter().zip(&entries) {
+            if let Some(done) = a.done {
+                let _ = done.send(Ok(*pos));
+            }
+            drop(a.guard);
+        }
+    }
+}
