@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic, ResourceType
 
 from kafkautil import (

@@ -1,1 +1,66 @@
-//! placeholder
+//! Cluster metadata: topics, their ids, partition counts and configs.
+//!
+//! [`MetaStore`] is the seam between the broker and wherever metadata lives. It is deliberately
+//! small: each call is one atomic change or one consistent read, which is what an etcd
+//! transaction can give, so the etcd implementation (cluster issue) fits behind the same trait.
+//! [`embedded::EmbeddedMetaStore`] keeps everything in one JSON document in the data directory,
+//! replaced atomically (write, fsync, rename, fsync the directory) on every change. Every
+//! implementation must pass [`conformance`].
+
+pub mod conformance;
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A topic as the metadata store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Kafka's topic id. A deleted and re-created topic gets a new one.
+    pub id: Uuid,
+    pub partitions: i32,
+    /// Topic-level config overrides (`retention.ms`, `max.message.bytes`, ...).
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Failures of the metadata store, in the kinds callers act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+/// The metadata operations the broker needs.
+#[async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// The cluster's id, fixed when the store is first created.
+    async fn cluster_id(&self) -> Result<String>;
+    /// Creates a topic with a fresh id. `AlreadyExists` if the name is taken.
+    async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta>;
+    /// Deletes a topic, returning what it was. `NotFound` if absent.
+    async fn delete_topic(&self, name: &str) -> Result<TopicMeta>;
+    /// One topic by name.
+    async fn topic(&self, name: &str) -> Result<Option<TopicMeta>>;
+    /// Every topic, sorted by name.
+    async fn topics(&self) -> Result<Vec<TopicMeta>>;
+    /// Raises a topic's partition count to `total`. `Invalid` if `total` is not larger.
+    async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicMeta>;
+}

@@ -1,0 +1,72 @@
+//! The behaviour every [`MetaStore`] must show, written once and run against each one.
+//!
+//! Leaves one topic, `conformance-kept`, in the store so callers can check durability.
+
+use std::collections::BTreeMap;
+
+use crate::{MetaError, MetaStore};
+
+/// Runs every check, panicking on the first that fails. Meant for tests.
+pub async fn run(store: &dyn MetaStore) {
+    let cid = store.cluster_id().await.expect("cluster id");
+    assert!(!cid.is_empty());
+    assert_eq!(store.cluster_id().await.expect("cluster id"), cid, "cluster id is stable");
+
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    let a = store
+        .create_topic("conformance-a", 3, configs.clone())
+        .await
+        .expect("create");
+    assert_eq!(a.partitions, 3);
+    assert_eq!(a.configs, configs);
+    assert_eq!(
+        store.create_topic("conformance-a", 1, BTreeMap::new()).await,
+        Err(MetaError::AlreadyExists("conformance-a".into()))
+    );
+    assert!(matches!(
+        store.create_topic("conformance-z", 0, BTreeMap::new()).await,
+        Err(MetaError::Invalid(_))
+    ));
+    assert_eq!(store.topic("conformance-a").await.expect("get"), Some(a.clone()));
+    assert_eq!(store.topic("conformance-missing").await.expect("get"), None);
+
+    let grown = store.add_partitions("conformance-a", 5).await.expect("grow");
+    assert_eq!((grown.partitions, grown.id), (5, a.id));
+    assert!(matches!(
+        store.add_partitions("conformance-a", 5).await,
+        Err(MetaError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.add_partitions("conformance-missing", 5).await,
+        Err(MetaError::NotFound(_))
+    ));
+
+    let kept = store
+        .create_topic("conformance-kept", 1, BTreeMap::new())
+        .await
+        .expect("create");
+    let names: Vec<String> = store
+        .topics()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .filter(|n| n.starts_with("conformance-"))
+        .collect();
+    assert_eq!(names, vec!["conformance-a", "conformance-kept"], "sorted by name");
+
+    let deleted = store.delete_topic("conformance-a").await.expect("delete");
+    assert_eq!(deleted.id, a.id);
+    assert!(matches!(
+        store.delete_topic("conformance-a").await,
+        Err(MetaError::NotFound(_))
+    ));
+    let again = store
+        .create_topic("conformance-a", 1, BTreeMap::new())
+        .await
+        .expect("re-create");
+    assert_ne!(again.id, a.id, "a re-created topic gets a new id");
+    assert_ne!(again.id, kept.id);
+    store.delete_topic("conformance-a").await.expect("delete");
+}

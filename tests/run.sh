@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Sediment's whole test suite, from a fresh Debian 12 machine (as root, or with sudo):
+#
+#     bash tests/run.sh [extra pytest args, e.g. -k kcat]
+#
+# 1. installs what is missing: apt packages (kcat, protobuf-compiler, etcd-server, curl)
+#    and a Python venv at <repo>/.venv with the pinned packages of
+#    tests/integration/requirements.txt (each step is skipped when already done);
+# 2. cargo build --workspace --bins;
+# 3. cargo nextest run --workspace (cargo test --workspace without nextest);
+# 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker.
+# Exits non-zero if any step fails. Steps 3 and 4 both run even if one of them fails.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+say() { printf '\n==> %s\n' "$*"; }
+
+SUDO=()
+if [[ "$(id -u)" -ne 0 ]]; then
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "tests/run.sh: run as root, or install sudo" >&2
+    exit 1
+  fi
+  SUDO=(sudo)
+fi
+
+# ---------------------------------------------------------------- apt packages
+declare -A PKG_FOR_CMD=([kcat]=kcat [protoc]=protobuf-compiler [etcd]=etcd-server [curl]=curl [python3]=python3)
+missing=()
+for cmd in kcat protoc etcd curl python3; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR_CMD[$cmd]}")
+done
+# Creating the venv needs ensurepip (Debian's python3-venv); only ask for it when the venv is missing.
+if [[ ! -x .venv/bin/python ]] && command -v python3 >/dev/null 2>&1 \
+    && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+if ((${#missing[@]})); then
+  say "apt-get install ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ------------------------------------------------------------------ Python venv
+REQS=tests/integration/requirements.txt
+STAMP=.venv/.sediment-requirements.sha256
+if [[ -x .venv/bin/python ]] && ! .venv/bin/python -c '' >/dev/null 2>&1; then
+  say "removing a broken .venv"
+  rm -rf .venv
+fi
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+want_sum="$(sha256sum "$REQS" | cut -d' ' -f1)"
+if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_sum" ]]; then
+  say "pip install -r $REQS"
+  .venv/bin/python -m pip install --disable-pip-version-check --no-input -q -r "$REQS"
+  echo "$want_sum" >"$STAMP"
+fi
+
+# ------------------------------------------------------------------------ cargo
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "tests/run.sh: cargo not found (install Rust with rustup)" >&2
+  exit 1
+fi
+say "cargo build --workspace --bins"
+cargo build --workspace --bins
+
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
+  | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+export SEDIMENT_BIN="${SEDIMENT_BIN:-$TARGET_DIR/debug/sediment}"
+if [[ ! -x "$SEDIMENT_BIN" ]]; then
+  echo "tests/run.sh: the broker binary $SEDIMENT_BIN was not built" >&2
+  exit 1
+fi
+
+failed=()
+if cargo nextest --version >/dev/null 2>&1; then
+  say "cargo nextest run --workspace"
+  cargo nextest run --workspace --no-tests=warn || failed+=("cargo nextest")
+else
+  say "cargo test --workspace (cargo-nextest not installed)"
+  cargo test --workspace || failed+=("cargo test")
+fi
+
+# ------------------------------------------------------------ integration tests
+say "pytest tests/integration (SEDIMENT_BIN=$SEDIMENT_BIN)"
+.venv/bin/pytest -v tests/integration "$@" || failed+=("pytest tests/integration")
+
+if ((${#failed[@]})); then
+  echo "tests/run.sh: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
