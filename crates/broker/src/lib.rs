@@ -1,1 +1,178 @@
-//! placeholder
+//! The broker: partitions, the Kafka API handlers, and the HTTP health/metrics endpoint.
+//!
+//! Follow a produce request from [`server`] (one task per connection, responses written in
+//! request order) to [`handlers::produce`] (validate, assign offsets under the partition's lock,
+//! hand the batch to the WAL) and on to [`log`], where the WAL's writer thread reports what it
+//! wrote and synced so that the partition index and high watermark advance in log order.
+//! A fetch reads the same index and `pread`s batch bytes back out of the WAL segment files.
+
+pub mod config;
+pub mod handlers;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod server;
+pub mod topics;
+
+use std::sync::{Arc, Mutex};
+
+use sediment_meta::MetaStore;
+use sediment_storage::Store;
+use sediment_wal::{Segments, Wal, WalConfig};
+use tokio::sync::{watch, Semaphore};
+use tracing::info;
+
+pub use config::BrokerConfig;
+
+use crate::log::Registry;
+use crate::metrics::Metrics;
+
+/// Failure to start the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Meta(#[from] sediment_meta::MetaError),
+    #[error(transparent)]
+    Wal(#[from] sediment_wal::WalError),
+    #[error(transparent)]
+    Storage(#[from] sediment_storage::StorageError),
+}
+
+/// Everything the handlers share.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub meta: Arc<dyn MetaStore>,
+    pub registry: Arc<Registry>,
+    pub segments: Segments,
+    pub metrics: Arc<Metrics>,
+    pub object_store: Store,
+    cluster_id: String,
+    wal: Mutex<Option<Wal>>,
+    /// Bytes (in KiB permits) produced but not yet synced: bounds memory when producers outrun
+    /// the disk. A producer waits for permits before its batch is queued.
+    pending: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Opens metadata and the WAL, rebuilds every partition from the WAL, and returns the broker
+    /// ready to serve.
+    pub async fn open(
+        config: BrokerConfig,
+        meta: Arc<dyn MetaStore>,
+        object_store: Store,
+    ) -> Result<Arc<Self>, StartError> {
+        object_store.check().await?;
+        let cluster_id = meta.cluster_id().await?;
+        let metrics = Arc::new(Metrics::default());
+        let registry = Arc::new(Registry::new(metrics.clone()));
+        for t in meta.topics().await? {
+            registry.upsert_topic(t);
+        }
+        let mut wal_config = WalConfig::new(config.data_dir.join("wal"));
+        wal_config.segment_bytes = config.wal_segment_bytes;
+        wal_config.sync = config.wal_sync;
+        let (wal, recovered) = Wal::open(wal_config, registry.clone())?;
+        let entries = recovered.entries.len();
+        registry.recover(&recovered.entries);
+        info!(
+            entries,
+            topics = registry.topic_count(),
+            truncated_bytes = recovered.truncated_bytes,
+            "partitions rebuilt from the wal"
+        );
+        let permits = (config.max_pending_bytes / 1024).max(1);
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Self {
+            segments: wal.segments(),
+            wal: Mutex::new(Some(wal)),
+            pending: Arc::new(Semaphore::new(permits)),
+            config,
+            meta,
+            registry,
+            metrics,
+            object_store,
+            cluster_id,
+            shutdown,
+        }))
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    /// Subscribes to the shutdown signal.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Asks every connection to stop taking requests.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Writes and syncs whatever the WAL holds, then closes it.
+    pub fn close_wal(&self) {
+        let wal = self.wal.lock().ok().and_then(|mut w| w.take());
+        if let Some(mut wal) = wal {
+            wal.close();
+            info!("wal synced and closed");
+        }
+    }
+}
+
+impl Broker {
+    /// The topic `name`, auto-creating it when `auto_create` and the broker allow.
+    /// On failure, the Kafka error code to answer with.
+    pub async fn ensure_topic(
+        &self,
+        name: &str,
+        auto_create: bool,
+    ) -> Result<Arc<log::Topic>, i16> {
+        use kafka_protocol::ResponseError;
+        if let Some(t) = self.registry.topic(name) {
+            return Ok(t);
+        }
+        if topics::validate_name(name).is_err() {
+            return Err(ResponseError::InvalidTopicException.code());
+        }
+        if !(auto_create && self.config.auto_create_topics) {
+            return Err(ResponseError::UnknownTopicOrPartition.code());
+        }
+        match self
+            .meta
+            .create_topic(name, self.config.num_partitions, Default::default())
+            .await
+        {
+            Ok(meta) => {
+                info!(topic = name, partitions = meta.partitions, "auto-created topic");
+                Ok(self.registry.upsert_topic(meta))
+            }
+            Err(sediment_meta::MetaError::AlreadyExists(_)) => match self.meta.topic(name).await {
+                Ok(Some(meta)) => Ok(self.registry.upsert_topic(meta)),
+                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+            },
+            Err(e) => {
+                tracing::warn!(topic = name, error = %e, "auto-create failed");
+                Err(handlers::meta_error_code(&e))
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// Queues an append on the WAL.
+    pub(crate) fn submit(&self, append: sediment_wal::Append) -> Result<(), sediment_wal::WalError> {
+        match self.wal.lock() {
+            Ok(w) => match w.as_ref() {
+                Some(w) => w.submit(append),
+                None => Err(sediment_wal::WalError::Closed),
+            },
+            Err(_) => Err(sediment_wal::WalError::Failed),
+        }
+    }
+
+    pub(crate) fn pending_permits_total(&self) -> u32 {
+        (self.config.max_pending_bytes / 1024).max(1) as u32
+    }
+}

@@ -1,0 +1,51 @@
+//! Broker settings (the parts the `sediment serve` flags feed).
+
+use std::path::PathBuf;
+
+/// Settings the broker runs with. Defaults match a Kafka broker's where one exists.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub broker_id: i32,
+    /// Host and port given to clients in Metadata.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub data_dir: PathBuf,
+    /// Largest request frame accepted (Kafka: socket.request.max.bytes, 100 MiB).
+    pub max_request_bytes: usize,
+    /// Default largest record batch (Kafka: message.max.bytes, 1048588).
+    pub message_max_bytes: usize,
+    /// Create unknown topics on Metadata and Produce (Kafka: auto.create.topics.enable).
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic (Kafka: num.partitions).
+    pub num_partitions: i32,
+    /// Most concurrent client connections.
+    pub max_connections: usize,
+    /// Most requests read ahead of their responses on one connection.
+    pub max_inflight_per_connection: usize,
+    /// Most produced bytes waiting for the WAL's sync before producers are made to wait.
+    pub max_pending_bytes: usize,
+    pub wal_segment_bytes: u64,
+    /// fdatasync the WAL (turning this off loses acks=all durability; for experiments only).
+    pub wal_sync: bool,
+}
+
+impl BrokerConfig {
+    /// Defaults for a broker storing under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            broker_id: 0,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            data_dir: data_dir.into(),
+            max_request_bytes: 100 * 1024 * 1024,
+            message_max_bytes: 1_048_588,
+            auto_create_topics: true,
+            num_partitions: 1,
+            max_connections: 10_000,
+            max_inflight_per_connection: 32,
+            max_pending_bytes: 256 * 1024 * 1024,
+            wal_segment_bytes: 64 * 1024 * 1024,
+            wal_sync: true,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! DescribeCluster: this broker, which is also the controller.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::{str_bytes, ResponseError};
+use crate::Broker;
+
+pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let mut resp = DescribeClusterResponse::default();
+    // endpoint_type 1 = brokers; 2 = controllers (KIP-919), which clients may not ask us for.
+    if req.endpoint_type != 1 {
+        resp.error_code = ResponseError::UnsupportedEndpointType.code();
+        resp.error_message = Some(str_bytes("only the brokers endpoint type is served"));
+        return resp;
+    }
+    let c = &broker.config;
+    resp.cluster_id = str_bytes(broker.cluster_id());
+    resp.controller_id = BrokerId(c.broker_id);
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(c.broker_id);
+    b.host = str_bytes(c.advertised_host.clone());
+    b.port = c.advertised_port;
+    resp.brokers = vec![b];
+    resp
+}

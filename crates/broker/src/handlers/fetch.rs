@@ -1,0 +1,159 @@
+//! Fetch: batches from the WAL-resident tail, with long polling.
+//!
+//! Batches are returned exactly as stored (as the producer sent them, offsets stamped in), up to
+//! the high watermark. A fetch offset inside a batch returns that whole batch; clients skip the
+//! records before the offset they asked for, as with Kafka. Limits follow KIP-74: `max_bytes`
+//! and `partition_max_bytes` bound the response, except that the first batch of the first
+//! non-empty partition is always returned so a consumer can make progress past a large batch.
+//! Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients
+//! to send full fetch requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use sediment_wal::Position;
+use tokio::time::Instant;
+
+use super::{encode, ResponseError};
+use crate::server::Reply;
+use crate::Broker;
+
+/// Longest long poll honoured, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Plan {
+    topic: usize,
+    data: PartitionData,
+    reads: Vec<Position>,
+}
+
+/// Reads everything the request can get now. Returns the response and its record bytes, and
+/// whether any partition carries an error (which ends a long poll at once, as in Kafka).
+fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut resp = FetchResponse::default();
+    let mut plans: Vec<Plan> = Vec::new();
+    let mut has_error = false;
+    let max_total = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let mut total = 0usize;
+    for (ti, ft) in req.topics.iter().enumerate() {
+        let mut tr = FetchableTopicResponse::default();
+        let topic = if version >= 13 {
+            tr.topic_id = ft.topic_id;
+            broker.registry.topic_by_id(&ft.topic_id)
+        } else {
+            tr.topic = ft.topic.clone();
+            broker.registry.topic(ft.topic.as_str())
+        };
+        resp.responses.push(tr);
+        for fp in &ft.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = fp.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
+            let Some(partition) = partition else {
+                pd.error_code = if version >= 13 && topic.is_none() {
+                    ResponseError::UnknownTopicId.code()
+                } else {
+                    ResponseError::UnknownTopicOrPartition.code()
+                };
+                has_error = true;
+                plans.push(Plan { topic: ti, data: pd, reads: Vec::new() });
+                continue;
+            };
+            let mut reads = Vec::new();
+            if let Ok(st) = partition.state.lock() {
+                pd.high_watermark = st.high_watermark;
+                pd.last_stable_offset = st.high_watermark;
+                pd.log_start_offset = st.log_start_offset;
+                if fp.fetch_offset < st.log_start_offset || fp.fetch_offset > st.next_offset {
+                    pd.error_code = ResponseError::OffsetOutOfRange.code();
+                    has_error = true;
+                } else {
+                    let limit = fp.partition_max_bytes.max(0) as usize;
+                    let mut part_bytes = 0usize;
+                    for e in &st.index[st.find(fp.fetch_offset)..] {
+                        if e.end_offset > st.high_watermark {
+                            break;
+                        }
+                        let len = e.pos.len as usize;
+                        let first_overall = total == 0;
+                        let fits = part_bytes + len <= limit && total + len <= max_total;
+                        if !(fits || first_overall) {
+                            break;
+                        }
+                        part_bytes += len;
+                        total += len;
+                        reads.push(e.pos);
+                    }
+                }
+            } else {
+                pd.error_code = ResponseError::UnknownServerError.code();
+                has_error = true;
+            }
+            plans.push(Plan { topic: ti, data: pd, reads });
+        }
+    }
+    for mut plan in plans {
+        if !plan.reads.is_empty() {
+            let bytes: usize = plan.reads.iter().map(|p| p.len as usize).sum();
+            let mut buf = BytesMut::with_capacity(bytes);
+            for pos in &plan.reads {
+                match broker.segments.read(pos) {
+                    Ok(b) => buf.extend_from_slice(&b),
+                    Err(e) => {
+                        tracing::error!(error = %e, "wal read failed");
+                        plan.data.error_code = ResponseError::KafkaStorageError.code();
+                        has_error = true;
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+            plan.data.records = Some(buf.freeze());
+        } else if plan.data.error_code == 0 {
+            plan.data.records = Some(Default::default());
+        }
+        if version < 11 {
+            plan.data.preferred_read_replica = (-1).into();
+        }
+        resp.responses[plan.topic].partitions.push(plan.data);
+    }
+    broker.metrics.fetched_bytes.inc_by(total as u64);
+    (resp, total, has_error)
+}
+
+pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -> Reply {
+    let broker = broker.clone();
+    let req = Arc::new(req);
+    let fut = async move {
+        let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+        let deadline = Instant::now() + wait;
+        let min_bytes = req.min_bytes.max(0) as usize;
+        let mut hw = broker.registry.hw_watch();
+        let mut stop = broker.shutdown_signal();
+        loop {
+            hw.borrow_and_update();
+            let (b, r) = (broker.clone(), req.clone());
+            let read = tokio::task::spawn_blocking(move || read_now(&b, version, &r)).await;
+            let Ok((resp, bytes, has_error)) = read else {
+                return None;
+            };
+            let done = bytes >= min_bytes || has_error || Instant::now() >= deadline;
+            if done || *stop.borrow() {
+                return encode(cid, version, &resp);
+            }
+            tokio::select! {
+                changed = hw.changed() => if changed.is_err() { return encode(cid, version, &resp) },
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        }
+    };
+    Reply::Later(fut.boxed())
+}

@@ -1,0 +1,96 @@
+//! Metadata: brokers, topics and partition leaders; auto-creates requested topics.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use uuid::Uuid;
+
+use super::{str_bytes, ResponseError};
+use crate::log::Topic;
+use crate::Broker;
+
+fn describe(broker: &Broker, t: &Topic, version: i16) -> MetadataResponseTopic {
+    let id = BrokerId(broker.config.broker_id);
+    let mut out = MetadataResponseTopic::default();
+    out.name = Some(TopicName(str_bytes(t.meta.name.clone())));
+    if version >= 10 {
+        out.topic_id = t.meta.id;
+    }
+    out.partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut mp = MetadataResponsePartition::default();
+            mp.partition_index = i as i32;
+            mp.leader_id = id;
+            if version >= 7 {
+                mp.leader_epoch = p.state.lock().map(|s| s.leader_epoch).unwrap_or(0);
+            }
+            mp.replica_nodes = vec![id];
+            mp.isr_nodes = vec![id];
+            mp
+        })
+        .collect();
+    out
+}
+
+fn missing(name: Option<TopicName>, id: Uuid, code: i16, version: i16) -> MetadataResponseTopic {
+    let mut out = MetadataResponseTopic::default();
+    out.error_code = code;
+    out.name = name;
+    if version >= 10 {
+        out.topic_id = id;
+    }
+    out
+}
+
+pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> MetadataResponse {
+    let c = &broker.config;
+    let mut resp = MetadataResponse::default();
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(c.broker_id);
+    b.host = str_bytes(c.advertised_host.clone());
+    b.port = c.advertised_port;
+    resp.brokers = vec![b];
+    if version >= 2 {
+        resp.cluster_id = Some(str_bytes(broker.cluster_id()));
+    }
+    if version >= 1 {
+        resp.controller_id = BrokerId(c.broker_id);
+    }
+    // v0: an empty list means every topic. v1+: null means every topic.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => version == 0 && t.is_empty(),
+    };
+    // v4 added the flag; before it, Metadata always auto-created.
+    let auto_create = version < 4 || req.allow_auto_topic_creation;
+    if all {
+        resp.topics = broker
+            .registry
+            .topics()
+            .iter()
+            .map(|t| describe(broker, t, version))
+            .collect();
+        return resp;
+    }
+    for wanted in req.topics.unwrap_or_default() {
+        let topic = match &wanted.name {
+            Some(name) => broker.ensure_topic(name.as_str(), auto_create).await,
+            None if !wanted.topic_id.is_nil() => broker
+                .registry
+                .topic_by_id(&wanted.topic_id)
+                .ok_or(ResponseError::UnknownTopicId.code()),
+            None => Err(ResponseError::InvalidRequest.code()),
+        };
+        resp.topics.push(match topic {
+            Ok(t) => describe(broker, &t, version),
+            Err(code) => missing(wanted.name, wanted.topic_id, code, version),
+        });
+    }
+    resp
+}

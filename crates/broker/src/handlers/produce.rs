@@ -1,0 +1,228 @@
+//! Produce: validate, assign offsets, append to the WAL, acknowledge per `acks`.
+//!
+//! The synchronous part (validation, offset assignment, queueing on the WAL) runs before the
+//! connection reads its next request; the wait for durability runs in the response future, so
+//! pipelined produce requests share a group commit. acks=0 and acks=1 are answered once the
+//! batch is written to the WAL file (it then survives a crash of the process); acks=all once it
+//! is covered by fdatasync (it then survives a crash of the machine, on one node).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use sediment_protocol::batch::{self, BatchError};
+use sediment_wal::{Append, Durability, EntryMeta, Position, WalError};
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::{encode, str_bytes, ResponseError};
+use crate::log::Topic;
+use crate::server::Reply;
+use crate::Broker;
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::Corrupt(_) | BatchError::Crc { .. } => ResponseError::CorruptMessage.code(),
+        BatchError::Magic(_) => ResponseError::UnsupportedForMessageFormat.code(),
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge.code(),
+        BatchError::Invalid(_) => ResponseError::InvalidRecord.code(),
+    }
+}
+
+/// A partition's outcome: an error now, or appends to wait for.
+enum Outcome {
+    Failed(i16, String),
+    Queued {
+        base_offset: i64,
+        log_start_offset: i64,
+        waits: Vec<oneshot::Receiver<Result<Position, WalError>>>,
+    },
+}
+
+fn failed(code: i16, msg: impl Into<String>) -> Outcome {
+    Outcome::Failed(code, msg.into())
+}
+
+async fn append_partition(
+    broker: &Arc<Broker>,
+    topic: &Topic,
+    index: i32,
+    records: Option<Bytes>,
+    durability: Durability,
+) -> Outcome {
+    let Some(partition) = topic.partition(index) else {
+        return failed(ResponseError::UnknownTopicOrPartition.code(), "no such partition");
+    };
+    let Some(records) = records else {
+        return failed(ResponseError::InvalidRecord.code(), "null record set");
+    };
+    let max = topic
+        .max_message_bytes
+        .unwrap_or(broker.config.message_max_bytes);
+    let infos = match batch::validate(&records, max) {
+        Ok(i) => i,
+        Err(e) => {
+            warn!(topic = %topic.meta.name, partition = index, error = %e, "refused record batch");
+            return failed(batch_error_code(&e), e.to_string());
+        }
+    };
+    // Wait for room in the pending-bytes budget first, so a producer outrunning the disk is
+    // slowed here instead of growing memory.
+    let kib = (records.len() / 1024 + 1) as u32;
+    let permits = kib.min(broker.pending_permits_total());
+    let Ok(permit) = broker.pending.clone().acquire_many_owned(permits).await else {
+        return failed(ResponseError::KafkaStorageError.code(), "broker is shutting down");
+    };
+    let mut permit = Some(permit);
+    let Ok(mut st) = partition.state.lock() else {
+        return failed(ResponseError::UnknownServerError.code(), "partition state poisoned");
+    };
+    let base_offset = st.next_offset;
+    let mut waits = Vec::with_capacity(infos.len());
+    let n = infos.len();
+    for (i, info) in infos.iter().enumerate() {
+        let offset = st.next_offset;
+        let data = batch::stamp(&records[info.start..info.start + info.len], offset, st.leader_epoch);
+        let (tx, rx) = oneshot::channel();
+        let append = Append {
+            meta: EntryMeta {
+                topic_id: topic.meta.id,
+                partition: index,
+                leader_epoch: st.leader_epoch,
+                base_offset: offset,
+                record_count: info.record_count,
+                max_timestamp: info.max_timestamp,
+            },
+            data,
+            durability,
+            done: Some(tx),
+            // The whole payload's permit rides with the last batch.
+            guard: if i + 1 == n {
+                permit.take().map(|p| Box::new(p) as Box<dyn Send>)
+            } else {
+                None
+            },
+        };
+        if let Err(e) = broker.submit(append) {
+            return failed(ResponseError::KafkaStorageError.code(), e.to_string());
+        }
+        st.next_offset += i64::from(info.record_count);
+        waits.push(rx);
+    }
+    let records_total: i64 = infos.iter().map(|i| i64::from(i.record_count)).sum();
+    broker.metrics.produced_records.inc_by(records_total as u64);
+    broker.metrics.produced_bytes.inc_by(records.len() as u64);
+    Outcome::Queued {
+        base_offset,
+        log_start_offset: st.log_start_offset,
+        waits,
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRequest) -> Reply {
+    let acks = req.acks;
+    if req.transactional_id.is_some() {
+        // Transactions are not implemented; say so per partition rather than pretend.
+        return respond_all(cid, version, &req, ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    let durability = match acks {
+        -1 => Some(Durability::Synced),
+        0 | 1 => Some(Durability::Written),
+        _ => None,
+    };
+    let Some(durability) = durability else {
+        return respond_all(cid, version, &req, ResponseError::InvalidRequiredAcks.code());
+    };
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for td in req.topic_data {
+        let name = td.name.clone();
+        let topic = broker.ensure_topic(name.as_str(), true).await;
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let outcome = match &topic {
+                Ok(t) => append_partition(broker, t, pd.index, pd.records, durability).await,
+                Err(code) => failed(*code, "unknown topic"),
+            };
+            parts.push((pd.index, outcome));
+        }
+        topics.push((name, parts));
+    }
+    if acks == 0 {
+        // No response is sent; Kafka closes the connection on a failed acks=0 produce so the
+        // client notices and refreshes its metadata.
+        let any_failed = topics
+            .iter()
+            .any(|(_, ps)| ps.iter().any(|(_, o)| matches!(o, Outcome::Failed(..))));
+        return if any_failed { Reply::Close } else { Reply::Nothing };
+    }
+    let fut = async move {
+        let mut resp = ProduceResponse::default();
+        for (name, parts) in topics {
+            let mut tr = TopicProduceResponse::default();
+            tr.name = name;
+            for (index, outcome) in parts {
+                let mut pr = PartitionProduceResponse::default();
+                pr.index = index;
+                match outcome {
+                    Outcome::Failed(code, msg) => {
+                        pr.error_code = code;
+                        pr.base_offset = -1;
+                        if version >= 8 {
+                            pr.error_message = Some(str_bytes(msg));
+                        }
+                    }
+                    Outcome::Queued {
+                        base_offset,
+                        log_start_offset,
+                        waits,
+                    } => {
+                        pr.base_offset = base_offset;
+                        pr.log_start_offset = log_start_offset;
+                        for w in waits {
+                            match w.await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => {
+                                    warn!(error = %e, "wal append failed");
+                                    pr.error_code = ResponseError::KafkaStorageError.code();
+                                    pr.base_offset = -1;
+                                    break;
+                                }
+                                Err(_) => {
+                                    pr.error_code = ResponseError::KafkaStorageError.code();
+                                    pr.base_offset = -1;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                tr.partition_responses.push(pr);
+            }
+            resp.responses.push(tr);
+        }
+        encode(cid, version, &resp)
+    };
+    Reply::Later(fut.boxed())
+}
+
+fn respond_all(cid: i32, version: i16, req: &ProduceRequest, code: i16) -> Reply {
+    if req.acks == 0 {
+        return Reply::Close;
+    }
+    let mut resp = ProduceResponse::default();
+    for td in &req.topic_data {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = td.name.clone();
+        for pd in &td.partition_data {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = pd.index;
+            pr.error_code = code;
+            pr.base_offset = -1;
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    encode(cid, version, &resp).map_or(Reply::Close, Reply::Ready)
+}

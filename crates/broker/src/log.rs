@@ -1,0 +1,236 @@
+//! Partition state and the index of WAL-resident batches.
+//!
+//! A partition's offsets are assigned under its own (std) mutex, in the same critical section
+//! that queues the batch on the WAL, so the WAL holds each partition's batches in offset order.
+//! The WAL's writer thread then calls [`Registry`] (its [`Sink`]) in log order: `written` adds
+//! the batch's file position to the partition index, `synced` advances the high watermark.
+//! Consumers read only below the high watermark, so they never see a batch that a crash could
+//! take back. No lock here is ever held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sediment_meta::TopicMeta;
+use sediment_wal::{EntryMeta, Position, Sink};
+use tokio::sync::watch;
+use tracing::warn;
+use uuid::Uuid;
+
+use crate::metrics::Metrics;
+
+/// One WAL-resident batch of a partition.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexEntry {
+    pub base_offset: i64,
+    /// Offset after the batch's last record.
+    pub end_offset: i64,
+    pub max_timestamp: i64,
+    pub pos: Position,
+}
+
+/// Mutable state of one partition.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// Next offset to assign (log end offset, counting batches still on their way to the WAL).
+    pub next_offset: i64,
+    /// Offsets below this are durable and visible to consumers.
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub leader_epoch: i32,
+    /// Batches in offset order.
+    pub index: Vec<IndexEntry>,
+}
+
+impl PartitionState {
+    /// Index of the batch holding `offset`, or of the first batch after it.
+    pub fn find(&self, offset: i64) -> usize {
+        self.index.partition_point(|e| e.end_offset <= offset)
+    }
+}
+
+/// One partition.
+#[derive(Debug, Default)]
+pub struct Partition {
+    pub state: Mutex<PartitionState>,
+}
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub struct Topic {
+    pub meta: TopicMeta,
+    pub partitions: Vec<Arc<Partition>>,
+    /// `max.message.bytes` for this topic, if overridden.
+    pub max_message_bytes: Option<usize>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// Every topic this broker serves, by name and by id.
+pub struct Registry {
+    by_name: RwLock<HashMap<String, Arc<Topic>>>,
+    by_id: RwLock<HashMap<Uuid, Arc<Topic>>>,
+    /// Bumped each time any high watermark moves; long-polling fetches wait on it.
+    hw_changed: watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+}
+
+impl Registry {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let (hw_changed, _) = watch::channel(0);
+        Self {
+            by_name: RwLock::default(),
+            by_id: RwLock::default(),
+            hw_changed,
+            metrics,
+        }
+    }
+
+    /// Adds a topic, or replaces its metadata keeping the existing partitions' state (used when
+    /// partitions are added).
+    pub fn upsert_topic(&self, meta: TopicMeta) -> Arc<Topic> {
+        let (Ok(mut by_name), Ok(mut by_id)) = (self.by_name.write(), self.by_id.write()) else {
+            // Poisoned only if a thread panicked while holding it; keep serving what we have.
+            return Arc::new(Topic {
+                meta,
+                partitions: Vec::new(),
+                max_message_bytes: None,
+            });
+        };
+        let mut partitions = by_name
+            .get(&meta.name)
+            .filter(|t| t.meta.id == meta.id)
+            .map(|t| t.partitions.clone())
+            .unwrap_or_default();
+        while partitions.len() < meta.partitions as usize {
+            partitions.push(Arc::default());
+        }
+        let max_message_bytes = meta
+            .configs
+            .get("max.message.bytes")
+            .and_then(|v| v.parse().ok());
+        let topic = Arc::new(Topic {
+            meta,
+            partitions,
+            max_message_bytes,
+        });
+        if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {
+            by_id.remove(&old.meta.id);
+        }
+        by_id.insert(topic.meta.id, topic.clone());
+        topic
+    }
+
+    pub fn remove_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        let removed = self.by_name.write().ok()?.remove(name)?;
+        if let Ok(mut by_id) = self.by_id.write() {
+            by_id.remove(&removed.meta.id);
+        }
+        // Wake long polls so they notice the topic is gone.
+        self.hw_changed.send_modify(|v| *v += 1);
+        Some(removed)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.by_name.read().ok()?.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.by_id.read().ok()?.get(id).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self
+            .by_name
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        v.sort_by(|a, b| a.meta.name.cmp(&b.meta.name));
+        v
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.by_name.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn hw_watch(&self) -> watch::Receiver<u64> {
+        self.hw_changed.subscribe()
+    }
+
+    fn partition_of(&self, meta: &EntryMeta) -> Option<Arc<Partition>> {
+        self.by_id
+            .read()
+            .ok()?
+            .get(&meta.topic_id)?
+            .partition(meta.partition)
+            .cloned()
+    }
+
+    /// Rebuilds partition state from recovered WAL entries (all durable).
+    pub fn recover(&self, entries: &[(EntryMeta, Position)]) {
+        for (meta, pos) in entries {
+            let Some(p) = self.partition_of(meta) else {
+                continue; // a deleted topic's batch
+            };
+            let Ok(mut st) = p.state.lock() else { continue };
+            if meta.base_offset != st.next_offset {
+                warn!(
+                    topic_id = %meta.topic_id,
+                    partition = meta.partition,
+                    expected = st.next_offset,
+                    found = meta.base_offset,
+                    "wal entry does not continue the partition; skipped"
+                );
+                continue;
+            }
+            let end = meta.base_offset + i64::from(meta.record_count);
+            st.index.push(IndexEntry {
+                base_offset: meta.base_offset,
+                end_offset: end,
+                max_timestamp: meta.max_timestamp,
+                pos: *pos,
+            });
+            st.next_offset = end;
+            st.high_watermark = end;
+            st.leader_epoch = meta.leader_epoch;
+        }
+    }
+}
+
+impl Sink for Registry {
+    fn written(&self, entries: &[(EntryMeta, Position)]) {
+        let mut bytes = 0u64;
+        for (meta, pos) in entries {
+            bytes += u64::from(pos.len);
+            let Some(p) = self.partition_of(meta) else {
+                continue;
+            };
+            let Ok(mut st) = p.state.lock() else { continue };
+            st.index.push(IndexEntry {
+                base_offset: meta.base_offset,
+                end_offset: meta.base_offset + i64::from(meta.record_count),
+                max_timestamp: meta.max_timestamp,
+                pos: *pos,
+            });
+        }
+        self.metrics.wal_written_bytes.inc_by(bytes);
+    }
+
+    fn synced(&self, entries: &[(EntryMeta, Position)]) {
+        for (meta, _) in entries {
+            let Some(p) = self.partition_of(meta) else {
+                continue;
+            };
+            let Ok(mut st) = p.state.lock() else { continue };
+            let end = meta.base_offset + i64::from(meta.record_count);
+            if end > st.high_watermark {
+                st.high_watermark = end;
+            }
+        }
+        self.metrics.wal_syncs.inc();
+        self.hw_changed.send_modify(|v| *v += 1);
+    }
+}

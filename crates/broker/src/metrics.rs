@@ -1,0 +1,64 @@
+//! Prometheus metrics.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-API counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ApiLabel {
+    pub api: String,
+}
+
+/// The broker's metrics.
+pub struct Metrics {
+    pub requests: Family<ApiLabel, Counter>,
+    pub produced_bytes: Counter,
+    pub produced_records: Counter,
+    pub fetched_bytes: Counter,
+    pub wal_written_bytes: Counter,
+    pub wal_syncs: Counter,
+    pub connections: Gauge,
+    pub bad_requests: Counter,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sediment");
+        let requests = Family::<ApiLabel, Counter>::default();
+        let m = Self {
+            requests: requests.clone(),
+            produced_bytes: Counter::default(),
+            produced_records: Counter::default(),
+            fetched_bytes: Counter::default(),
+            wal_written_bytes: Counter::default(),
+            wal_syncs: Counter::default(),
+            connections: Gauge::default(),
+            bad_requests: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Kafka requests handled, by API", requests);
+        registry.register("produced_bytes", "Record batch bytes accepted", m.produced_bytes.clone());
+        registry.register("produced_records", "Records accepted", m.produced_records.clone());
+        registry.register("fetched_bytes", "Record batch bytes returned to fetches", m.fetched_bytes.clone());
+        registry.register("wal_written_bytes", "Batch bytes written to the WAL", m.wal_written_bytes.clone());
+        registry.register("wal_syncs", "WAL fdatasync calls (group commits)", m.wal_syncs.clone());
+        registry.register("connections", "Open client connections", m.connections.clone());
+        registry.register("bad_requests", "Requests refused as malformed or unsupported", m.bad_requests.clone());
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
