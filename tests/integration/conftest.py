@@ -95,6 +95,7 @@ class Broker:
         self.options += list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.tail_shown = False  # the log tail is already in a failure message
 
     # ----------------------------------------------------------------- info
     @property
@@ -166,35 +167,32 @@ class Broker:
         self._wait_healthy(timeout)
         return self
 
+    def _fail_with_log(self, message: str) -> None:
+        self.tail_shown = True
+        pytest.fail(f"{message}\n--- {self.name} log tail ({self.log_path}) ---\n{self.log_tail()}",
+                    pytrace=False)
+
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             code = self.proc.poll()
             if code is not None:
-                pytest.fail(
-                    f"{self.name} exited with code {code} before /health answered 200\n"
-                    f"--- broker log tail ({self.log_path}) ---\n{self.log_tail()}",
-                    pytrace=False)
+                self._fail_with_log(f"{self.name} exited with code {code} before /health answered 200")
             last = self.health()
             if last == 200:
                 break
             time.sleep(0.1)
         else:
-            tail = self.log_tail()
             self._force_kill()
-            pytest.fail(
-                f"{self.name} did not answer 200 on {self.http_base}/health within "
-                f"{timeout:.0f}s (last answer: {last})\n"
-                f"--- broker log tail ({self.log_path}) ---\n{tail}", pytrace=False)
+            self._fail_with_log(f"{self.name} did not answer 200 on {self.http_base}/health within "
+                                f"{timeout:.0f}s (last answer: {last})")
         # /health is 200 "when the broker is serving": the Kafka port must accept now.
         try:
             socket.create_connection(("127.0.0.1", self.port), timeout=2.0).close()
         except OSError as e:
-            pytest.fail(
-                f"{self.name}: /health answered 200 but the Kafka port {self.bootstrap} "
-                f"does not accept connections: {e}\n--- broker log tail ---\n{self.log_tail()}",
-                pytrace=False)
+            self._fail_with_log(f"{self.name}: /health answered 200 but the Kafka port "
+                                f"{self.bootstrap} does not accept connections: {e}")
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, wait for exit, return the exit code (negative = killed by signal).
@@ -210,9 +208,7 @@ class Broker:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._force_kill()
-            pytest.fail(
-                f"{self.name} did not exit within {timeout:.0f}s of SIGTERM\n"
-                f"--- broker log tail ---\n{self.log_tail()}", pytrace=False)
+            self._fail_with_log(f"{self.name} did not exit within {timeout:.0f}s of SIGTERM")
 
     def kill9(self) -> int:
         """SIGKILL the broker and reap it; returns the exit status (-9)."""
@@ -296,6 +292,8 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if report.failed:
         for b in getattr(item, "_sediment_brokers", []):
+            if b.tail_shown:
+                continue
             report.sections.append(
                 (f"{b.name} log tail ({b.log_path}, pid {b.pid}, {b.starts} start(s))",
                  b.log_tail()))

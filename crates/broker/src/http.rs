@@ -35,7 +35,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) -> std::io::Resul
         .with_state(broker);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
+            crate::wait_stopped(&mut stop).await;
         })
         .await
 }

@@ -176,3 +176,8 @@ impl Broker {
         (self.config.max_pending_bytes / 1024).max(1) as u32
     }
 }
+
+/// Resolves once `rx` reports shutdown (or its sender is gone).
+pub async fn wait_stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}

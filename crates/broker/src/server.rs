@@ -45,7 +45,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
     let mut backoff = Duration::from_millis(5);
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = crate::wait_stopped(&mut stop) => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -114,7 +114,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
     let mut stop = broker.shutdown_signal();
     loop {
         let frame = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            _ = crate::wait_stopped(&mut stop) => break,
             f = read_frame(&mut rd, broker.config.max_request_bytes) => f,
         };
         let frame = match frame {

@@ -1,1 +1,61 @@
-fn main() {}
+//! `sediment`: the broker and the commands around it.
+//!
+//! `sediment serve` runs a broker; `topics` administers topics; `bench` measures a running
+//! broker (and the disk under it) so performance claims come with numbers.
+
+mod bench;
+mod serve;
+mod settings;
+mod topics;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "sediment", version, about = "A Kafka-compatible broker on object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker. With no flags: a complete single-node broker on 127.0.0.1:9092 storing
+    /// under ./sediment-data.
+    Serve(Box<settings::ServeArgs>),
+    /// List, create, describe and delete topics on a running broker.
+    Topics(topics::TopicsArgs),
+    /// Measure produce and consume throughput and produce latency against a running broker.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(*args).await,
+            Command::Topics(args) => topics::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -151,7 +151,7 @@ pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -
             tokio::select! {
                 changed = hw.changed() => if changed.is_err() { return encode(cid, version, &resp) },
                 _ = tokio::time::sleep_until(deadline) => {}
-                _ = stop.wait_for(|s| *s) => {}
+                _ = crate::wait_stopped(&mut stop) => {}
             }
         }
     };

@@ -1,0 +1,363 @@
+//! `sediment bench`: produce and consume throughput and produce latency against a running
+//! broker, next to the disk's own sequential write+fdatasync bandwidth measured the same way.
+//!
+//! The producer sends pre-encoded, uncompressed, incompressible batches (one per request,
+//! partitions in turn) with up to `--inflight` requests outstanding on one connection, as
+//! librdkafka pipelines. Latency is measured per request, from send to acknowledgement.
+//! `--rate-mib` paces sends to measure latency below saturation.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use clap::Args;
+use futures_lite::FuturesUnordered;
+use hdrhistogram::Histogram;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rand::RngCore;
+use sediment_protocol::client::Client;
+
+mod futures_lite {
+    pub use futures::stream::FuturesUnordered;
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Broker to measure.
+    #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Topic to create and use [default: sediment-bench-<unix time>]
+    #[arg(long)]
+    topic: Option<String>,
+    /// Records to produce.
+    #[arg(long, default_value_t = 500_000)]
+    records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Acknowledgement: all (-1), 1 or 0.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Bytes per record batch (one batch per produce request).
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_bytes: usize,
+    /// Produce requests outstanding at once.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Pace production at this many MiB/s (0 = as fast as acknowledged).
+    #[arg(long, default_value_t = 0.0)]
+    rate_mib: f64,
+    /// Skip the consume phase.
+    #[arg(long)]
+    no_consume: bool,
+    /// Also measure sequential write+fdatasync bandwidth of a file in this directory (use the
+    /// broker's data directory's filesystem).
+    #[arg(long)]
+    disk_dir: Option<PathBuf>,
+    /// Bytes written per fdatasync in the disk measurement.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    disk_chunk: usize,
+    /// Total bytes written by the disk measurement.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    disk_bytes: usize,
+}
+
+fn mib(bytes: f64) -> f64 {
+    bytes / (1024.0 * 1024.0)
+}
+
+fn disk_baseline(dir: &std::path::Path, chunk: usize, total: usize) -> anyhow::Result<f64> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(format!(".sediment-bench-disk-{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let mut buf = vec![0u8; chunk];
+    rand::rng().fill_bytes(&mut buf);
+    let start = Instant::now();
+    let mut written = 0usize;
+    while written < total {
+        file.write_all_at(&buf, written as u64)?;
+        file.sync_data()?;
+        written += chunk;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(mib(written as f64) / secs)
+}
+
+fn encode_batch(records_per_batch: usize, record_size: usize) -> anyhow::Result<Bytes> {
+    let mut rng = rand::rng();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let records: Vec<Record> = (0..records_per_batch)
+        .map(|i| {
+            let mut v = vec![0u8; record_size];
+            rng.fill_bytes(&mut v);
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: now,
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(v)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("encoding batch: {e}"))?;
+    Ok(buf.freeze())
+}
+
+fn check_produce(resp: &ProduceResponse) -> anyhow::Result<()> {
+    for t in &resp.responses {
+        for p in &t.partition_responses {
+            if p.error_code != 0 {
+                bail!("produce to partition {} failed with error code {}", p.index, p.error_code);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Progress {
+    last: Instant,
+    label: &'static str,
+}
+
+impl Progress {
+    fn tick(&mut self, done: u64, total: u64, bytes: u64, start: Instant) {
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            eprint!(
+                "\r{}: {done}/{total} records ({:.0}%), {:.1} MiB/s   ",
+                self.label,
+                100.0 * done as f64 / total as f64,
+                mib(bytes as f64) / secs
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let acks: i16 = match args.acks.as_str() {
+        "all" | "-1" => -1,
+        "1" => 1,
+        "0" => 0,
+        other => bail!("--acks must be all, 1 or 0, not {other:?}"),
+    };
+    if args.partitions < 1 || args.records == 0 || args.record_size == 0 || args.inflight == 0 {
+        bail!("--partitions, --records, --record-size and --inflight must be positive");
+    }
+    println!(
+        "sediment bench: {} records of {} B, {} partitions, acks={}, batch {} B, inflight {}",
+        args.records, args.record_size, args.partitions, args.acks, args.batch_bytes, args.inflight
+    );
+    if let Some(dir) = &args.disk_dir {
+        let bw = disk_baseline(dir, args.disk_chunk, args.disk_bytes)?;
+        println!(
+            "disk: sequential write+fdatasync, {} KiB per sync: {bw:.1} MiB/s",
+            args.disk_chunk / 1024
+        );
+    }
+
+    let client = Client::connect(&args.bootstrap)
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let topic = args.topic.clone().unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!("sediment-bench-{t}")
+    });
+    let mut ct = CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_string(topic.clone()));
+    ct.num_partitions = args.partitions;
+    ct.replication_factor = -1;
+    let mut creq = CreateTopicsRequest::default();
+    creq.topics = vec![ct];
+    let cresp = client.send(5, &creq).await?;
+    for r in cresp.topics {
+        if r.error_code != 0 && r.error_code != 36 {
+            bail!("creating topic {topic}: error code {}", r.error_code);
+        }
+    }
+
+    // Produce.
+    let per_batch = (args.batch_bytes / (args.record_size + 20)).max(1);
+    let batch = encode_batch(per_batch, args.record_size)?;
+    let requests = args.records.div_ceil(per_batch as u64);
+    let total_records = requests * per_batch as u64;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut inflight = FuturesUnordered::new();
+    let start = Instant::now();
+    let mut progress = Progress { last: Instant::now(), label: "produce" };
+    let pace = (args.rate_mib > 0.0)
+        .then(|| Duration::from_secs_f64(mib(batch.len() as f64) / args.rate_mib));
+    let version = 9;
+    let mut acked = 0u64;
+    use futures::StreamExt;
+    for i in 0..requests {
+        if let Some(p) = pace {
+            let due = start + p * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
+        while inflight.len() >= args.inflight {
+            if let Some(r) = inflight.next().await {
+                let (t0, resp): (Instant, anyhow::Result<ProduceResponse>) = r;
+                check_produce(&resp?)?;
+                hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+                acked += per_batch as u64;
+            }
+        }
+        let mut pd = PartitionProduceData::default();
+        pd.index = (i % args.partitions as u64) as i32;
+        pd.records = Some(batch.clone());
+        let mut td = TopicProduceData::default();
+        td.name = TopicName(StrBytes::from_string(topic.clone()));
+        td.partition_data = vec![pd];
+        let mut req = ProduceRequest::default();
+        req.acks = acks;
+        req.timeout_ms = 30_000;
+        req.topic_data = vec![td];
+        if acks == 0 {
+            client.send_oneway(version, &req).await?;
+            acked += per_batch as u64;
+        } else {
+            let t0 = Instant::now();
+            let rx = client.start(version, &req).await?;
+            inflight.push(async move {
+                let r = Client::finish::<ProduceRequest>(version, rx)
+                    .await
+                    .map_err(anyhow::Error::from);
+                (t0, r)
+            });
+        }
+        progress.tick(acked, total_records, acked * batch.len() as u64 / per_batch as u64, start);
+    }
+    while let Some((t0, resp)) = inflight.next().await {
+        check_produce(&resp?)?;
+        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let bytes = requests as f64 * batch.len() as f64;
+    eprintln!();
+    println!(
+        "produce: {total_records} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+        mib(bytes),
+        mib(bytes) / secs,
+        total_records as f64 / secs
+    );
+    if acks != 0 {
+        println!(
+            "produce latency per request ({} B batch): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            batch.len(),
+            hist.value_at_quantile(0.50) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0,
+            hist.max() as f64 / 1000.0
+        );
+    }
+    if args.no_consume {
+        return Ok(());
+    }
+
+    // Consume everything back, one fetch in flight, librdkafka's default limits.
+    let mut next: HashMap<i32, i64> = (0..args.partitions).map(|p| (p, 0)).collect();
+    let mut consumed = 0u64;
+    let mut consumed_bytes = 0u64;
+    let start = Instant::now();
+    let mut progress = Progress { last: Instant::now(), label: "consume" };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while consumed < total_records {
+        if Instant::now() > deadline {
+            bail!("consume did not finish: {consumed} of {total_records} records");
+        }
+        let mut ft = FetchTopic::default();
+        ft.topic = TopicName(StrBytes::from_string(topic.clone()));
+        ft.partitions = next
+            .iter()
+            .map(|(&p, &off)| {
+                let mut fp = FetchPartition::default();
+                fp.partition = p;
+                fp.fetch_offset = off;
+                fp.partition_max_bytes = 1024 * 1024;
+                fp
+            })
+            .collect();
+        let mut req = FetchRequest::default();
+        req.max_wait_ms = 500;
+        req.min_bytes = 1;
+        req.max_bytes = 50 * 1024 * 1024;
+        req.topics = vec![ft];
+        let resp = client.send(11, &req).await?;
+        for t in resp.responses {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    bail!("fetch of partition {} failed with error code {}", p.partition_index, p.error_code);
+                }
+                let records = p.records.unwrap_or_default();
+                consumed_bytes += records.len() as u64;
+                let mut pos = 0usize;
+                while pos + 61 <= records.len() {
+                    let b = &records[pos..];
+                    let base = i64::from_be_bytes(b[0..8].try_into()?);
+                    let len = i32::from_be_bytes(b[8..12].try_into()?) as usize + 12;
+                    let count = i32::from_be_bytes(b[57..61].try_into()?) as i64;
+                    consumed += count as u64;
+                    next.insert(p.partition_index, base + count);
+                    pos += len;
+                }
+            }
+        }
+        progress.tick(consumed, total_records, consumed_bytes, start);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!();
+    println!(
+        "consume: {consumed} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+        mib(consumed_bytes as f64),
+        mib(consumed_bytes as f64) / secs,
+        consumed as f64 / secs
+    );
+    Ok(())
+}

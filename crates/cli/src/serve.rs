@@ -1,0 +1,93 @@
+//! `sediment serve`.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use sediment_broker::{http, server, Broker, BrokerConfig};
+use sediment_meta::embedded::EmbeddedMetaStore;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::settings::{ServeArgs, Settings};
+
+fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("{addr:?} is not host:port"))?;
+    let port: i32 = port.parse().with_context(|| format!("bad port in {addr:?}"))?;
+    Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let s = Settings::resolve(args)?;
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&s.data_dir)
+        .with_context(|| format!("resolving data dir {}", s.data_dir.display()))?;
+    let kafka = TcpListener::bind(&s.kafka_addr)
+        .await
+        .with_context(|| format!("binding the Kafka listener to {}", s.kafka_addr))?;
+    let bound = kafka.local_addr()?;
+    let advertised = match &s.advertised_addr {
+        Some(a) => a.clone(),
+        None if bound.ip().is_unspecified() => {
+            bail!("--kafka-addr {bound} binds every interface; set --advertised-addr to the address clients should use")
+        }
+        None => bound.to_string(),
+    };
+    let (host, port) = split_host_port(&advertised)?;
+    let http_listener = TcpListener::bind(&s.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener to {}", s.http_addr))?;
+
+    let mut config = BrokerConfig::new(&data_dir);
+    config.broker_id = s.broker_id;
+    config.advertised_host = host;
+    config.advertised_port = port;
+    config.max_request_bytes = s.max_request_bytes;
+    config.message_max_bytes = s.message_max_bytes;
+    config.auto_create_topics = s.auto_create_topics;
+    config.num_partitions = s.num_partitions;
+    config.max_connections = s.max_connections;
+    config.max_pending_bytes = s.max_pending_bytes;
+    config.wal_segment_bytes = s.wal_segment_bytes;
+
+    let object_url = s
+        .object_store
+        .clone()
+        .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
+    let store = sediment_storage::from_url(&object_url)?;
+    let meta = Arc::new(EmbeddedMetaStore::open(data_dir.join("meta"))?);
+    let broker = Broker::open(config, meta, store).await?;
+
+    info!(
+        kafka = %bound,
+        advertised = %advertised,
+        http = %http_listener.local_addr()?,
+        data_dir = %data_dir.display(),
+        object_store = %object_url,
+        "sediment is serving"
+    );
+    let http_task = tokio::spawn(http::serve(broker.clone(), http_listener));
+    let kafka_task = tokio::spawn(server::run(broker.clone(), kafka));
+
+    wait_for_signal().await?;
+    info!("shutting down: draining connections");
+    broker.begin_shutdown();
+    let _ = kafka_task.await;
+    let _ = http_task.await;
+    broker.close_wal();
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `sediment serve` settings, layered: built-in defaults, then a TOML file (`--config`), then
+//! `SEDIMENT_*` environment variables, then flags. `sediment serve --help` lists them all.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags and environment variables. Every value is optional here so that the layers can be
+/// told apart; defaults are applied in [`Settings::resolve`].
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the flags, with '_' for '-').
+    #[arg(long, env = "SEDIMENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address the Kafka listener binds [default: 127.0.0.1:9092]
+    #[arg(long, env = "SEDIMENT_KAFKA_ADDR")]
+    pub kafka_addr: Option<String>,
+    /// host:port given to clients in Metadata [default: the bound Kafka address]
+    #[arg(long, env = "SEDIMENT_ADVERTISED_ADDR")]
+    pub advertised_addr: Option<String>,
+    /// Directory for the WAL, metadata and the local object store [default: ./sediment-data]
+    #[arg(long, env = "SEDIMENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the HTTP endpoint serving /health and /metrics [default: 127.0.0.1:9464]
+    #[arg(long, env = "SEDIMENT_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Object store URL: file:///path or memory:// [default: file://<data-dir>/objects]
+    #[arg(long, env = "SEDIMENT_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// This broker's id [default: 0]
+    #[arg(long, env = "SEDIMENT_BROKER_ID")]
+    pub broker_id: Option<i32>,
+    /// Create unknown topics on Metadata and Produce [default: true]
+    #[arg(long, env = "SEDIMENT_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics [default: 1]
+    #[arg(long, env = "SEDIMENT_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Largest request accepted, in bytes; larger frames close the connection [default: 104857600]
+    #[arg(long, env = "SEDIMENT_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Default largest record batch, in bytes (topic config max.message.bytes overrides) [default: 1048588]
+    #[arg(long, env = "SEDIMENT_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<usize>,
+    /// Most concurrent client connections [default: 10000]
+    #[arg(long, env = "SEDIMENT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most produced bytes waiting for a WAL sync before producers wait [default: 268435456]
+    #[arg(long, env = "SEDIMENT_MAX_PENDING_BYTES")]
+    pub max_pending_bytes: Option<usize>,
+    /// Size at which the WAL starts a new segment file [default: 67108864]
+    #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+}
+
+/// The same settings as read from a TOML file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    kafka_addr: Option<String>,
+    advertised_addr: Option<String>,
+    data_dir: Option<PathBuf>,
+    http_addr: Option<String>,
+    object_store: Option<String>,
+    broker_id: Option<i32>,
+    auto_create_topics: Option<bool>,
+    num_partitions: Option<i32>,
+    max_request_bytes: Option<usize>,
+    message_max_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_pending_bytes: Option<usize>,
+    wal_segment_bytes: Option<u64>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub kafka_addr: String,
+    pub advertised_addr: Option<String>,
+    pub data_dir: PathBuf,
+    pub http_addr: String,
+    pub object_store: Option<String>,
+    pub broker_id: i32,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub max_request_bytes: usize,
+    pub message_max_bytes: usize,
+    pub max_connections: usize,
+    pub max_pending_bytes: usize,
+    pub wal_segment_bytes: u64,
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file: FileSettings = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileSettings::default(),
+        };
+        let s = Settings {
+            kafka_addr: args.kafka_addr.or(file.kafka_addr).unwrap_or_else(|| "127.0.0.1:9092".into()),
+            advertised_addr: args.advertised_addr.or(file.advertised_addr),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| "sediment-data".into()),
+            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into()),
+            object_store: args.object_store.or(file.object_store),
+            broker_id: args.broker_id.or(file.broker_id).unwrap_or(0),
+            auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
+            num_partitions: args.num_partitions.or(file.num_partitions).unwrap_or(1),
+            max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(100 * 1024 * 1024),
+            message_max_bytes: args.message_max_bytes.or(file.message_max_bytes).unwrap_or(1_048_588),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(10_000),
+            max_pending_bytes: args.max_pending_bytes.or(file.max_pending_bytes).unwrap_or(256 * 1024 * 1024),
+            wal_segment_bytes: args.wal_segment_bytes.or(file.wal_segment_bytes).unwrap_or(64 * 1024 * 1024),
+        };
+        if s.num_partitions < 1 {
+            bail!("--num-partitions must be at least 1");
+        }
+        if s.max_request_bytes < 1024 || s.max_request_bytes > i32::MAX as usize {
+            bail!("--max-request-bytes must be between 1024 and {}", i32::MAX);
+        }
+        if s.message_max_bytes < 100 {
+            bail!("--message-max-bytes must be at least 100");
+        }
+        if s.broker_id < 0 {
+            bail!("--broker-id must not be negative");
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "kafka_addr = \"127.0.0.1:1\"\nnum_partitions = 4\n").unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            num_partitions: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.kafka_addr, "127.0.0.1:1");
+        assert_eq!(s.num_partitions, 7);
+        assert_eq!(s.http_addr, "127.0.0.1:9464");
+
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let err = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() });
+        assert!(err.is_err());
+        let err = Settings::resolve(ServeArgs { num_partitions: Some(0), ..Default::default() });
+        assert!(err.is_err());
+    }
+}

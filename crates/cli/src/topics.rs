@@ -1,0 +1,128 @@
+//! `sediment topics`: list, create, describe, delete.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use sediment_protocol::client::Client;
+
+#[derive(Args)]
+pub struct TopicsArgs {
+    /// Broker to talk to.
+    #[arg(long, short = 'b', env = "SEDIMENT_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: TopicsCommand,
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// List topics with their partition counts.
+    List,
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short, default_value_t = 1)]
+        partitions: i32,
+        /// Topic config, repeatable: --config retention.ms=86400000
+        #[arg(long = "config", short = 'c')]
+        configs: Vec<String>,
+    },
+    /// Show a topic's partitions and configs.
+    Describe { name: String },
+    /// Delete a topic.
+    Delete { name: String },
+}
+
+fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let err = ResponseError::try_from_code(code).map(|e| format!("{e:?}")).unwrap_or_else(|| code.to_string());
+    match message {
+        Some(m) => bail!("{what}: {err}: {}", m.as_str()),
+        None => bail!("{what}: {err}"),
+    }
+}
+
+pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
+    let client = Client::connect(&args.bootstrap)
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let name_of = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
+    match args.command {
+        TopicsCommand::List => {
+            let resp = client.send(1, &MetadataRequest::default()).await?;
+            for t in resp.topics {
+                let name = t.name.map(|n| n.to_string()).unwrap_or_default();
+                println!("{name}\t{} partitions", t.partitions.len());
+            }
+        }
+        TopicsCommand::Create { name, partitions, configs } => {
+            let mut t = CreatableTopic::default();
+            t.name = name_of(&name);
+            t.num_partitions = partitions;
+            t.replication_factor = -1;
+            for kv in configs {
+                let (k, v) = kv.split_once('=').with_context(|| format!("--config {kv:?} is not key=value"))?;
+                let mut c = CreatableTopicConfig::default();
+                c.name = StrBytes::from_string(k.into());
+                c.value = Some(StrBytes::from_string(v.into()));
+                t.configs.push(c);
+            }
+            let mut req = CreateTopicsRequest::default();
+            req.topics = vec![t];
+            req.timeout_ms = 30_000;
+            let resp = client.send(5, &req).await?;
+            for r in resp.topics {
+                check(r.error_code, r.error_message.as_ref(), &format!("creating {name}"))?;
+            }
+            println!("created {name}");
+        }
+        TopicsCommand::Describe { name } => {
+            let mut req = MetadataRequest::default();
+            let mut t = MetadataRequestTopic::default();
+            t.name = Some(name_of(&name));
+            req.topics = Some(vec![t]);
+            req.allow_auto_topic_creation = false;
+            let resp = client.send(9, &req).await?;
+            for t in resp.topics {
+                check(t.error_code, None, &format!("describing {name}"))?;
+                println!("topic {name}: {} partitions", t.partitions.len());
+                for p in t.partitions {
+                    println!("  partition {} leader {}", p.partition_index, p.leader_id.0);
+                }
+            }
+            let mut dreq = DescribeConfigsRequest::default();
+            let mut res = DescribeConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = StrBytes::from_string(name.clone());
+            dreq.resources = vec![res];
+            let dresp = client.send(1, &dreq).await?;
+            for r in dresp.results {
+                check(r.error_code, r.error_message.as_ref(), "describing configs")?;
+                println!("configs:");
+                for c in r.configs {
+                    println!("  {}={}", c.name.as_str(), c.value.as_ref().map(|v| v.as_str()).unwrap_or(""));
+                }
+            }
+        }
+        TopicsCommand::Delete { name } => {
+            let mut req = DeleteTopicsRequest::default();
+            req.topic_names = vec![name_of(&name)];
+            req.timeout_ms = 30_000;
+            let resp = client.send(4, &req).await?;
+            for r in resp.responses {
+                check(r.error_code, r.error_message.as_ref(), &format!("deleting {name}"))?;
+            }
+            println!("deleted {name}");
+        }
+    }
+    Ok(())
+}
