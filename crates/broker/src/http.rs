@@ -21,7 +21,10 @@ async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         b.metrics.render(),
     )
 }

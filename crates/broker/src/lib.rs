@@ -145,7 +145,11 @@ impl Broker {
             .await
         {
             Ok(meta) => {
-                info!(topic = name, partitions = meta.partitions, "auto-created topic");
+                info!(
+                    topic = name,
+                    partitions = meta.partitions,
+                    "auto-created topic"
+                );
                 Ok(self.registry.upsert_topic(meta))
             }
             Err(sediment_meta::MetaError::AlreadyExists(_)) => match self.meta.topic(name).await {
@@ -162,7 +166,10 @@ impl Broker {
 
 impl Broker {
     /// Queues an append on the WAL.
-    pub(crate) fn submit(&self, append: sediment_wal::Append) -> Result<(), sediment_wal::WalError> {
+    pub(crate) fn submit(
+        &self,
+        append: sediment_wal::Append,
+    ) -> Result<(), sediment_wal::WalError> {
         match self.wal.lock() {
             Ok(w) => match w.as_ref() {
                 Some(w) => w.submit(append),

@@ -41,13 +41,41 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
-        registry.register("produced_bytes", "Record batch bytes accepted", m.produced_bytes.clone());
-        registry.register("produced_records", "Records accepted", m.produced_records.clone());
-        registry.register("fetched_bytes", "Record batch bytes returned to fetches", m.fetched_bytes.clone());
-        registry.register("wal_written_bytes", "Batch bytes written to the WAL", m.wal_written_bytes.clone());
-        registry.register("wal_syncs", "WAL fdatasync calls (group commits)", m.wal_syncs.clone());
-        registry.register("connections", "Open client connections", m.connections.clone());
-        registry.register("bad_requests", "Requests refused as malformed or unsupported", m.bad_requests.clone());
+        registry.register(
+            "produced_bytes",
+            "Record batch bytes accepted",
+            m.produced_bytes.clone(),
+        );
+        registry.register(
+            "produced_records",
+            "Records accepted",
+            m.produced_records.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Record batch bytes returned to fetches",
+            m.fetched_bytes.clone(),
+        );
+        registry.register(
+            "wal_written_bytes",
+            "Batch bytes written to the WAL",
+            m.wal_written_bytes.clone(),
+        );
+        registry.register(
+            "wal_syncs",
+            "WAL fdatasync calls (group commits)",
+            m.wal_syncs.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "bad_requests",
+            "Requests refused as malformed or unsupported",
+            m.bad_requests.clone(),
+        );
         Self { registry, ..m }
     }
 }

@@ -71,7 +71,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
             }
         }
     }
-    info!(connections = conns.len(), "listener stopped; draining connections");
+    info!(
+        connections = conns.len(),
+        "listener stopped; draining connections"
+    );
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         while conns.join_next().await.is_some() {}
     })
@@ -122,7 +125,10 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
             Ok(None) => break,
             Err(FrameError::BadSize { size, max }) => {
                 broker.metrics.bad_requests.inc();
-                warn!(?peer, size, max, "request size outside the limit; closing connection");
+                warn!(
+                    ?peer,
+                    size, max, "request size outside the limit; closing connection"
+                );
                 break;
             }
             Err(e) => {

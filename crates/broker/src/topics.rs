@@ -48,15 +48,51 @@ pub struct ConfigDef {
 
 /// Topic configs accepted by CreateTopics and listed by DescribeConfigs.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", kind: ConfigType::List, default: "delete" },
-    ConfigDef { name: "compression.type", kind: ConfigType::String, default: "producer" },
-    ConfigDef { name: "max.message.bytes", kind: ConfigType::Int, default: "1048588" },
-    ConfigDef { name: "message.timestamp.type", kind: ConfigType::String, default: "CreateTime" },
-    ConfigDef { name: "min.insync.replicas", kind: ConfigType::Int, default: "1" },
-    ConfigDef { name: "retention.bytes", kind: ConfigType::Long, default: "-1" },
-    ConfigDef { name: "retention.ms", kind: ConfigType::Long, default: "604800000" },
-    ConfigDef { name: "segment.bytes", kind: ConfigType::Int, default: "1073741824" },
-    ConfigDef { name: "segment.ms", kind: ConfigType::Long, default: "604800000" },
+    ConfigDef {
+        name: "cleanup.policy",
+        kind: ConfigType::List,
+        default: "delete",
+    },
+    ConfigDef {
+        name: "compression.type",
+        kind: ConfigType::String,
+        default: "producer",
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        kind: ConfigType::Int,
+        default: "1048588",
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        kind: ConfigType::String,
+        default: "CreateTime",
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        kind: ConfigType::Int,
+        default: "1",
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        kind: ConfigType::Long,
+        default: "-1",
+    },
+    ConfigDef {
+        name: "retention.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        kind: ConfigType::Int,
+        default: "1073741824",
+    },
+    ConfigDef {
+        name: "segment.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+    },
 ];
 
 /// Looks up a known topic config.
@@ -72,7 +108,9 @@ pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), String
             (_, "max.message.bytes") => v.parse::<i32>().is_ok_and(|n| n > 0),
             (_, "min.insync.replicas") => v.parse::<i32>().is_ok_and(|n| n >= 1),
             (_, "retention.ms" | "retention.bytes") => v.parse::<i64>().is_ok_and(|n| n >= -1),
-            (_, "cleanup.policy") => v.split(',').all(|p| matches!(p.trim(), "delete" | "compact")),
+            (_, "cleanup.policy") => v
+                .split(',')
+                .all(|p| matches!(p.trim(), "delete" | "compact")),
             (_, "compression.type") => matches!(
                 v.as_str(),
                 "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"

@@ -125,7 +125,7 @@ fn encode_batch(records_per_batch: usize, record_size: usize) -> anyhow::Result<
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                sequence: i as i32 - 1,
                 timestamp: now,
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::from(v)),
@@ -150,7 +150,11 @@ fn check_produce(resp: &ProduceResponse) -> anyhow::Result<()> {
     for t in &resp.responses {
         for p in &t.partition_responses {
             if p.error_code != 0 {
-                bail!("produce to partition {} failed with error code {}", p.index, p.error_code);
+                bail!(
+                    "produce to partition {} failed with error code {}",
+                    p.index,
+                    p.error_code
+                );
             }
         }
     }
@@ -231,7 +235,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut inflight = FuturesUnordered::new();
     let start = Instant::now();
-    let mut progress = Progress { last: Instant::now(), label: "produce" };
+    let mut progress = Progress {
+        last: Instant::now(),
+        label: "produce",
+    };
     let pace = (args.rate_mib > 0.0)
         .then(|| Duration::from_secs_f64(mib(batch.len() as f64) / args.rate_mib));
     let version = 9;
@@ -273,7 +280,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 (t0, r)
             });
         }
-        progress.tick(acked, total_records, acked * batch.len() as u64 / per_batch as u64, start);
+        progress.tick(
+            acked,
+            total_records,
+            acked * batch.len() as u64 / per_batch as u64,
+            start,
+        );
     }
     while let Some((t0, resp)) = inflight.next().await {
         check_produce(&resp?)?;
@@ -306,7 +318,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut consumed = 0u64;
     let mut consumed_bytes = 0u64;
     let start = Instant::now();
-    let mut progress = Progress { last: Instant::now(), label: "consume" };
+    let mut progress = Progress {
+        last: Instant::now(),
+        label: "consume",
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     while consumed < total_records {
         if Instant::now() > deadline {
@@ -333,7 +348,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         for t in resp.responses {
             for p in t.partitions {
                 if p.error_code != 0 {
-                    bail!("fetch of partition {} failed with error code {}", p.partition_index, p.error_code);
+                    bail!(
+                        "fetch of partition {} failed with error code {}",
+                        p.partition_index,
+                        p.error_code
+                    );
                 }
                 let records = p.records.unwrap_or_default();
                 consumed_bytes += records.len() as u64;

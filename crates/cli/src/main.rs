@@ -11,7 +11,11 @@ mod topics;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sediment", version, about = "A Kafka-compatible broker on object storage")]
+#[command(
+    name = "sediment",
+    version,
+    about = "A Kafka-compatible broker on object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");

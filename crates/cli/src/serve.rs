@@ -14,7 +14,9 @@ fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = addr
         .rsplit_once(':')
         .with_context(|| format!("{addr:?} is not host:port"))?;
-    let port: i32 = port.parse().with_context(|| format!("bad port in {addr:?}"))?;
+    let port: i32 = port
+        .parse()
+        .with_context(|| format!("bad port in {addr:?}"))?;
     Ok((host.trim_matches(['[', ']']).to_string(), port))
 }
 

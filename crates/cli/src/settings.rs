@@ -104,19 +104,46 @@ impl Settings {
             None => FileSettings::default(),
         };
         let s = Settings {
-            kafka_addr: args.kafka_addr.or(file.kafka_addr).unwrap_or_else(|| "127.0.0.1:9092".into()),
+            kafka_addr: args
+                .kafka_addr
+                .or(file.kafka_addr)
+                .unwrap_or_else(|| "127.0.0.1:9092".into()),
             advertised_addr: args.advertised_addr.or(file.advertised_addr),
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| "sediment-data".into()),
-            http_addr: args.http_addr.or(file.http_addr).unwrap_or_else(|| "127.0.0.1:9464".into()),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| "sediment-data".into()),
+            http_addr: args
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:9464".into()),
             object_store: args.object_store.or(file.object_store),
             broker_id: args.broker_id.or(file.broker_id).unwrap_or(0),
-            auto_create_topics: args.auto_create_topics.or(file.auto_create_topics).unwrap_or(true),
+            auto_create_topics: args
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
             num_partitions: args.num_partitions.or(file.num_partitions).unwrap_or(1),
-            max_request_bytes: args.max_request_bytes.or(file.max_request_bytes).unwrap_or(100 * 1024 * 1024),
-            message_max_bytes: args.message_max_bytes.or(file.message_max_bytes).unwrap_or(1_048_588),
-            max_connections: args.max_connections.or(file.max_connections).unwrap_or(10_000),
-            max_pending_bytes: args.max_pending_bytes.or(file.max_pending_bytes).unwrap_or(256 * 1024 * 1024),
-            wal_segment_bytes: args.wal_segment_bytes.or(file.wal_segment_bytes).unwrap_or(64 * 1024 * 1024),
+            max_request_bytes: args
+                .max_request_bytes
+                .or(file.max_request_bytes)
+                .unwrap_or(100 * 1024 * 1024),
+            message_max_bytes: args
+                .message_max_bytes
+                .or(file.message_max_bytes)
+                .unwrap_or(1_048_588),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(10_000),
+            max_pending_bytes: args
+                .max_pending_bytes
+                .or(file.max_pending_bytes)
+                .unwrap_or(256 * 1024 * 1024),
+            wal_segment_bytes: args
+                .wal_segment_bytes
+                .or(file.wal_segment_bytes)
+                .unwrap_or(64 * 1024 * 1024),
         };
         if s.num_partitions < 1 {
             bail!("--num-partitions must be at least 1");
@@ -154,9 +181,15 @@ mod tests {
         assert_eq!(s.http_addr, "127.0.0.1:9464");
 
         std::fs::write(&path, "no_such_key = 1\n").unwrap();
-        let err = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() });
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        });
         assert!(err.is_err());
-        let err = Settings::resolve(ServeArgs { num_partitions: Some(0), ..Default::default() });
+        let err = Settings::resolve(ServeArgs {
+            num_partitions: Some(0),
+            ..Default::default()
+        });
         assert!(err.is_err());
     }
 }

@@ -15,7 +15,13 @@ use sediment_protocol::client::Client;
 #[derive(Args)]
 pub struct TopicsArgs {
     /// Broker to talk to.
-    #[arg(long, short = 'b', env = "SEDIMENT_BOOTSTRAP", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long,
+        short = 'b',
+        env = "SEDIMENT_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     bootstrap: String,
     #[command(subcommand)]
     command: TopicsCommand,
@@ -44,7 +50,9 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
     if code == 0 {
         return Ok(());
     }
-    let err = ResponseError::try_from_code(code).map(|e| format!("{e:?}")).unwrap_or_else(|| code.to_string());
+    let err = ResponseError::try_from_code(code)
+        .map(|e| format!("{e:?}"))
+        .unwrap_or_else(|| code.to_string());
     match message {
         Some(m) => bail!("{what}: {err}: {}", m.as_str()),
         None => bail!("{what}: {err}"),
@@ -64,13 +72,19 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 println!("{name}\t{} partitions", t.partitions.len());
             }
         }
-        TopicsCommand::Create { name, partitions, configs } => {
+        TopicsCommand::Create {
+            name,
+            partitions,
+            configs,
+        } => {
             let mut t = CreatableTopic::default();
             t.name = name_of(&name);
             t.num_partitions = partitions;
             t.replication_factor = -1;
             for kv in configs {
-                let (k, v) = kv.split_once('=').with_context(|| format!("--config {kv:?} is not key=value"))?;
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("--config {kv:?} is not key=value"))?;
                 let mut c = CreatableTopicConfig::default();
                 c.name = StrBytes::from_string(k.into());
                 c.value = Some(StrBytes::from_string(v.into()));
@@ -81,7 +95,11 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             req.timeout_ms = 30_000;
             let resp = client.send(5, &req).await?;
             for r in resp.topics {
-                check(r.error_code, r.error_message.as_ref(), &format!("creating {name}"))?;
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("creating {name}"),
+                )?;
             }
             println!("created {name}");
         }
@@ -109,7 +127,11 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                 check(r.error_code, r.error_message.as_ref(), "describing configs")?;
                 println!("configs:");
                 for c in r.configs {
-                    println!("  {}={}", c.name.as_str(), c.value.as_ref().map(|v| v.as_str()).unwrap_or(""));
+                    println!(
+                        "  {}={}",
+                        c.name.as_str(),
+                        c.value.as_ref().map(|v| v.as_str()).unwrap_or("")
+                    );
                 }
             }
         }
@@ -119,7 +141,11 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             req.timeout_ms = 30_000;
             let resp = client.send(4, &req).await?;
             for r in resp.responses {
-                check(r.error_code, r.error_message.as_ref(), &format!("deleting {name}"))?;
+                check(
+                    r.error_code,
+                    r.error_message.as_ref(),
+                    &format!("deleting {name}"),
+                )?;
             }
             println!("deleted {name}");
         }

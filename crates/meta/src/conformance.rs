@@ -10,7 +10,11 @@ use crate::{MetaError, MetaStore};
 pub async fn run(store: &dyn MetaStore) {
     let cid = store.cluster_id().await.expect("cluster id");
     assert!(!cid.is_empty());
-    assert_eq!(store.cluster_id().await.expect("cluster id"), cid, "cluster id is stable");
+    assert_eq!(
+        store.cluster_id().await.expect("cluster id"),
+        cid,
+        "cluster id is stable"
+    );
 
     let mut configs = BTreeMap::new();
     configs.insert("retention.ms".to_string(), "1000".to_string());
@@ -21,17 +25,27 @@ pub async fn run(store: &dyn MetaStore) {
     assert_eq!(a.partitions, 3);
     assert_eq!(a.configs, configs);
     assert_eq!(
-        store.create_topic("conformance-a", 1, BTreeMap::new()).await,
+        store
+            .create_topic("conformance-a", 1, BTreeMap::new())
+            .await,
         Err(MetaError::AlreadyExists("conformance-a".into()))
     );
     assert!(matches!(
-        store.create_topic("conformance-z", 0, BTreeMap::new()).await,
+        store
+            .create_topic("conformance-z", 0, BTreeMap::new())
+            .await,
         Err(MetaError::Invalid(_))
     ));
-    assert_eq!(store.topic("conformance-a").await.expect("get"), Some(a.clone()));
+    assert_eq!(
+        store.topic("conformance-a").await.expect("get"),
+        Some(a.clone())
+    );
     assert_eq!(store.topic("conformance-missing").await.expect("get"), None);
 
-    let grown = store.add_partitions("conformance-a", 5).await.expect("grow");
+    let grown = store
+        .add_partitions("conformance-a", 5)
+        .await
+        .expect("grow");
     assert_eq!((grown.partitions, grown.id), (5, a.id));
     assert!(matches!(
         store.add_partitions("conformance-a", 5).await,
@@ -54,7 +68,11 @@ pub async fn run(store: &dyn MetaStore) {
         .map(|t| t.name)
         .filter(|n| n.starts_with("conformance-"))
         .collect();
-    assert_eq!(names, vec!["conformance-a", "conformance-kept"], "sorted by name");
+    assert_eq!(
+        names,
+        vec!["conformance-a", "conformance-kept"],
+        "sorted by name"
+    );
 
     let deleted = store.delete_topic("conformance-a").await.expect("delete");
     assert_eq!(deleted.id, a.id);

@@ -69,7 +69,9 @@ impl EmbeddedMetaStore {
         let dir = self.dir.clone();
         let state = self.state.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = state.lock().map_err(|_| unavailable("metadata", "lock poisoned"))?;
+            let mut guard = state
+                .lock()
+                .map_err(|_| unavailable("metadata", "lock poisoned"))?;
             let mut next = guard.clone();
             let out = change(&mut next)?;
             persist(&dir, &next)?;

@@ -104,11 +104,15 @@ pub fn validate(payload: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>
             return Err(BatchError::Magic(magic));
         }
         if batch_len < (HEADER_LEN - LOG_OVERHEAD) as i32 {
-            return Err(BatchError::Corrupt("batch length smaller than the v2 header"));
+            return Err(BatchError::Corrupt(
+                "batch length smaller than the v2 header",
+            ));
         }
         let size = batch_len as usize + LOG_OVERHEAD;
         if size > rest.len() {
-            return Err(BatchError::Corrupt("batch length runs past the end of the record set"));
+            return Err(BatchError::Corrupt(
+                "batch length runs past the end of the record set",
+            ));
         }
         if size > max_batch_bytes {
             return Err(BatchError::TooLarge {
@@ -133,7 +137,9 @@ pub fn validate(payload: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>
             return Err(BatchError::Invalid("batch holds no records"));
         }
         if last_offset_delta != record_count - 1 {
-            return Err(BatchError::Invalid("lastOffsetDelta does not match the record count"));
+            return Err(BatchError::Invalid(
+                "lastOffsetDelta does not match the record count",
+            ));
         }
         out.push(BatchInfo {
             start: pos,
@@ -189,13 +195,16 @@ mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                sequence: i as i32 - 1,
                 timestamp: 1_700_000_000_000 + i as i64,
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(v.clone())),
-                headers: [(StrBytes::from_static_str("h"), Some(Bytes::from_static(b"x")))]
-                    .into_iter()
-                    .collect(),
+                headers: [(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from_static(b"x")),
+                )]
+                .into_iter()
+                .collect(),
             })
             .collect();
         let mut buf = BytesMut::new();
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn stamping_keeps_crc_valid_and_decodes() {
-        let b = encode(&[b"v".to_vec(); 4], Compression::None);
+        let b = encode(&vec![b"v".to_vec(); 4], Compression::None);
         let s = stamp(&b, 1234, 7);
         validate(&s, 1 << 20).unwrap();
         assert_eq!(base_offset(&s), 1234);
@@ -246,14 +255,26 @@ mod tests {
         let mut crc = b.clone();
         let last = crc.len() - 1;
         crc[last] ^= 0xff;
-        assert!(matches!(validate(&crc, 1 << 20), Err(BatchError::Crc { .. })));
+        assert!(matches!(
+            validate(&crc, 1 << 20),
+            Err(BatchError::Crc { .. })
+        ));
         let mut magic = b.clone();
         magic[16] = 1;
         assert_eq!(validate(&magic, 1 << 20), Err(BatchError::Magic(1)));
         assert!(matches!(validate(&b, 10), Err(BatchError::TooLarge { .. })));
-        assert!(matches!(validate(&b[..b.len() - 1], 1 << 20), Err(BatchError::Corrupt(_))));
-        assert!(matches!(validate(&b[..20], 1 << 20), Err(BatchError::Corrupt(_))));
-        assert!(matches!(validate(&[], 1 << 20), Err(BatchError::Invalid(_))));
+        assert!(matches!(
+            validate(&b[..b.len() - 1], 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(matches!(
+            validate(&b[..20], 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+        assert!(matches!(
+            validate(&[], 1 << 20),
+            Err(BatchError::Invalid(_))
+        ));
     }
 
     proptest! {

@@ -87,8 +87,8 @@ impl Client {
     }
 
     fn encode<R: Request>(&self, version: i16, req: &R, id: i32) -> Result<Bytes, ClientError> {
-        let api_key =
-            ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol("unknown api key".into()))?;
+        let api_key = ApiKey::try_from(R::KEY)
+            .map_err(|_| ClientError::Protocol("unknown api key".into()))?;
         let mut header = RequestHeader::default();
         header.request_api_key = R::KEY;
         header.request_api_version = version;
@@ -104,7 +104,11 @@ impl Client {
     }
 
     /// Sends a request and waits for its response.
-    pub async fn send<R: Request>(&self, version: i16, req: &R) -> Result<R::Response, ClientError> {
+    pub async fn send<R: Request>(
+        &self,
+        version: i16,
+        req: &R,
+    ) -> Result<R::Response, ClientError> {
         let rx = self.start(version, req).await?;
         Self::finish::<R>(version, rx).await
     }
@@ -122,7 +126,10 @@ impl Client {
             .lock()
             .map_err(|_| ClientError::Closed)?
             .insert(id, tx);
-        self.out.send(frame).await.map_err(|_| ClientError::Closed)?;
+        self.out
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Closed)?;
         Ok(rx)
     }
 

@@ -52,7 +52,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Writes one frame (size prefix plus body).
-pub async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, body: &[u8]) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    body: &[u8],
+) -> std::io::Result<()> {
     let len = i32::try_from(body.len())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too large"))?;
     writer.write_all(&len.to_be_bytes()).await?;
@@ -76,10 +79,19 @@ mod tests {
             Err(FrameError::BadSize { size: 256, .. })
         ));
         let mut neg: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut neg, 10).await, Err(FrameError::BadSize { .. })));
+        assert!(matches!(
+            read_frame(&mut neg, 10).await,
+            Err(FrameError::BadSize { .. })
+        ));
         let mut short: &[u8] = &[0, 0, 0, 5, 1];
-        assert!(matches!(read_frame(&mut short, 10).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut short, 10).await,
+            Err(FrameError::Truncated)
+        ));
         let mut half_len: &[u8] = &[0, 0];
-        assert!(matches!(read_frame(&mut half_len, 10).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut half_len, 10).await,
+            Err(FrameError::Truncated)
+        ));
     }
 }

@@ -4,8 +4,8 @@
 //! from this table gets a handler that understands every field of it. Floors follow Kafka 4.0
 //! (KIP-896), except Metadata, which starts at v0 because kafka-python still asks for it.
 
-use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::ApiKey;
 
 /// `(api key, min version, max version)` for every API the broker serves.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
@@ -60,7 +60,10 @@ mod tests {
         for &(key, min, max) in SUPPORTED {
             let codec = key.valid_versions();
             assert!(min <= max, "{key:?}");
-            assert!(codec.min <= min && max <= codec.max, "{key:?} {min}..{max} vs {codec}");
+            assert!(
+                codec.min <= min && max <= codec.max,
+                "{key:?} {min}..{max} vs {codec}"
+            );
         }
         assert!(is_supported(ApiKey::Metadata as i16, 0));
         assert!(!is_supported(ApiKey::Produce as i16, 2));

@@ -103,9 +103,22 @@ mod tests {
         s.check().await.unwrap();
         assert!(dir.path().join("objects/_sediment/probe").exists());
 
-        from_url("memory://bucket/prefix").unwrap().check().await.unwrap();
-        assert!(matches!(from_url("gopher://x"), Err(StorageError::Unsupported(_))));
-        assert!(matches!(from_url("not a url"), Err(StorageError::BadUrl { .. })));
-        assert!(matches!(from_url("file://relative/x"), Err(StorageError::BadUrl { .. })));
+        from_url("memory://bucket/prefix")
+            .unwrap()
+            .check()
+            .await
+            .unwrap();
+        assert!(matches!(
+            from_url("gopher://x"),
+            Err(StorageError::Unsupported(_))
+        ));
+        assert!(matches!(
+            from_url("not a url"),
+            Err(StorageError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            from_url("file://relative/x"),
+            Err(StorageError::BadUrl { .. })
+        ));
     }
 }

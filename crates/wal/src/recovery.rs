@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::{segment_path, EntryMeta, Position, Segments, WalError, ENTRY_HEADER_LEN, SEGMENT_MAGIC};
+use crate::{
+    segment_path, EntryMeta, Position, Segments, WalError, ENTRY_HEADER_LEN, SEGMENT_MAGIC,
+};
 
 /// What recovery found.
 #[derive(Debug, Default)]
@@ -41,7 +43,10 @@ fn scan(id: u64, data: &[u8]) -> (Vec<(EntryMeta, Position)>, Option<(u64, Strin
         }
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         if len < ENTRY_HEADER_LEN - 8 || len > rest.len() - 8 {
-            return (out, Some((pos as u64, format!("entry length {len} out of range"))));
+            return (
+                out,
+                Some((pos as u64, format!("entry length {len} out of range"))),
+            );
         }
         let stored = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
         let body = &rest[8..8 + len];
@@ -49,7 +54,10 @@ fn scan(id: u64, data: &[u8]) -> (Vec<(EntryMeta, Position)>, Option<(u64, Strin
             return (out, Some((pos as u64, "checksum mismatch".into())));
         }
         if body[0] != 1 {
-            return (out, Some((pos as u64, format!("unknown entry version {}", body[0]))));
+            return (
+                out,
+                Some((pos as u64, format!("unknown entry version {}", body[0]))),
+            );
         }
         let mut id_bytes = [0u8; 16];
         id_bytes.copy_from_slice(&body[1..17]);

@@ -44,7 +44,9 @@ fn payload(i: usize, len: usize) -> Bytes {
 }
 
 fn append_all(wal: &Wal, sizes: &[usize], durability: Durability) -> Vec<Position> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let rxs: Vec<_> = sizes
         .iter()
         .enumerate()

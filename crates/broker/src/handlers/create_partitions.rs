@@ -9,25 +9,46 @@ use tracing::info;
 use super::{str_bytes, ResponseError};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
         let name = t.name.to_string();
         let outcome = match broker.registry.topic(&name) {
-            None => Err((ResponseError::UnknownTopicOrPartition.code(), format!("topic {name} does not exist"))),
+            None => Err((
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("topic {name} does not exist"),
+            )),
             Some(cur) if t.count <= cur.meta.partitions => Err((
                 ResponseError::InvalidPartitions.code(),
-                format!("topic {name} has {} partitions; the new count {} must be larger", cur.meta.partitions, t.count),
+                format!(
+                    "topic {name} has {} partitions; the new count {} must be larger",
+                    cur.meta.partitions, t.count
+                ),
             )),
-            Some(_) if t.assignments.as_ref().is_some_and(|a| {
-                a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != broker.config.broker_id))
-            }) => Err((ResponseError::InvalidReplicaAssignment.code(), "this cluster has one broker".into())),
+            Some(_)
+                if t.assignments.as_ref().is_some_and(|a| {
+                    a.iter()
+                        .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.config.broker_id))
+                }) =>
+            {
+                Err((
+                    ResponseError::InvalidReplicaAssignment.code(),
+                    "this cluster has one broker".into(),
+                ))
+            }
             Some(_) if req.validate_only => Ok(()),
             Some(_) => match broker.meta.add_partitions(&name, t.count).await {
                 Ok(meta) => {
-                    info!(topic = name, partitions = meta.partitions, "added partitions");
+                    info!(
+                        topic = name,
+                        partitions = meta.partitions,
+                        "added partitions"
+                    );
                     broker.registry.upsert_topic(meta);
                     Ok(())
                 }

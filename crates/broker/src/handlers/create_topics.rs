@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::info;
 
@@ -27,7 +29,10 @@ fn check(
             ));
         }
         let me = broker.config.broker_id;
-        if t.assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != me) || a.broker_ids.is_empty()) {
+        if t.assignments
+            .iter()
+            .any(|a| a.broker_ids.iter().any(|b| b.0 != me) || a.broker_ids.is_empty())
+        {
             return Err((
                 ResponseError::InvalidReplicaAssignment.code(),
                 format!("this cluster has one broker, id {me}"),
@@ -79,7 +84,11 @@ fn check(
     Ok((partitions, configs))
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     for t in req.topics {
         let mut r = CreatableTopicResult::default();
@@ -90,13 +99,20 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest
             Err(e) => Err(e),
             Ok((partitions, configs)) if req.validate_only => {
                 if broker.registry.topic(t.name.as_str()).is_some() {
-                    Err((ResponseError::TopicAlreadyExists.code(), format!("topic {} already exists", t.name.as_str())))
+                    Err((
+                        ResponseError::TopicAlreadyExists.code(),
+                        format!("topic {} already exists", t.name.as_str()),
+                    ))
                 } else {
                     Ok((None, partitions, configs))
                 }
             }
             Ok((partitions, configs)) => {
-                match broker.meta.create_topic(t.name.as_str(), partitions, configs.clone()).await {
+                match broker
+                    .meta
+                    .create_topic(t.name.as_str(), partitions, configs.clone())
+                    .await
+                {
                     Ok(meta) => {
                         info!(topic = %meta.name, partitions, "created topic");
                         let id = meta.id;
@@ -118,7 +134,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: CreateTopicsRequest
                             .map(|d| {
                                 let mut c = CreatableTopicConfigs::default();
                                 c.name = str_bytes(d.name);
-                                let v = configs.get(d.name).map(String::as_str).unwrap_or(d.default);
+                                let v =
+                                    configs.get(d.name).map(String::as_str).unwrap_or(d.default);
                                 c.value = Some(str_bytes(v));
                                 c.config_source = if configs.contains_key(d.name) { 1 } else { 5 };
                                 c

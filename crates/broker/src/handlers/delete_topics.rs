@@ -14,14 +14,24 @@ use uuid::Uuid;
 use super::{meta_error_code, str_bytes, ResponseError};
 use crate::Broker;
 
-async fn delete(broker: &Broker, name: Option<TopicName>, id: Uuid, version: i16) -> DeletableTopicResult {
+async fn delete(
+    broker: &Broker,
+    name: Option<TopicName>,
+    id: Uuid,
+    version: i16,
+) -> DeletableTopicResult {
     let mut r = DeletableTopicResult::default();
     let resolved = match (&name, id.is_nil()) {
         (Some(n), _) => Some(n.to_string()),
-        (None, false) => broker.registry.topic_by_id(&id).map(|t| t.meta.name.clone()),
+        (None, false) => broker
+            .registry
+            .topic_by_id(&id)
+            .map(|t| t.meta.name.clone()),
         (None, true) => None,
     };
-    r.name = name.clone().or_else(|| resolved.clone().map(|n| TopicName(str_bytes(n))));
+    r.name = name
+        .clone()
+        .or_else(|| resolved.clone().map(|n| TopicName(str_bytes(n))));
     if version >= 6 {
         r.topic_id = id;
     }
@@ -51,15 +61,21 @@ async fn delete(broker: &Broker, name: Option<TopicName>, id: Uuid, version: i16
     r
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
     let mut resp = DeleteTopicsResponse::default();
     if version >= 6 {
         for t in req.topics {
-            resp.responses.push(delete(broker, t.name, t.topic_id, version).await);
+            resp.responses
+                .push(delete(broker, t.name, t.topic_id, version).await);
         }
     } else {
         for name in req.topic_names {
-            resp.responses.push(delete(broker, Some(name), Uuid::nil(), version).await);
+            resp.responses
+                .push(delete(broker, Some(name), Uuid::nil(), version).await);
         }
     }
     resp

@@ -18,7 +18,13 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-fn entry(version: i16, name: &str, value: String, source: i8, kind: ConfigType) -> DescribeConfigsResourceResult {
+fn entry(
+    version: i16,
+    name: &str,
+    value: String,
+    source: i8,
+    kind: ConfigType,
+) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default();
     e.name = str_bytes(name);
     e.value = Some(str_bytes(value));
@@ -30,7 +36,11 @@ fn entry(version: i16, name: &str, value: String, source: i8, kind: ConfigType) 
     e
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut r = DescribeConfigsResult::default();
@@ -52,28 +62,54 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: DescribeConfigsRequ
                             }
                             None => (d.default.to_string(), SOURCE_DEFAULT),
                         };
-                        r.configs.push(entry(version, d.name, value, source, d.kind));
+                        r.configs
+                            .push(entry(version, d.name, value, source, d.kind));
                     }
                 }
                 None => {
                     r.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    r.error_message = Some(str_bytes(format!("topic {} does not exist", res.resource_name.as_str())));
+                    r.error_message = Some(str_bytes(format!(
+                        "topic {} does not exist",
+                        res.resource_name.as_str()
+                    )));
                 }
             },
-            BROKER if res.resource_name.as_str() == broker.config.broker_id.to_string()
-                || res.resource_name.is_empty() =>
+            BROKER
+                if res.resource_name.as_str() == broker.config.broker_id.to_string()
+                    || res.resource_name.is_empty() =>
             {
                 let c = &broker.config;
                 let all = [
                     ("broker.id", c.broker_id.to_string(), ConfigType::Int),
-                    ("message.max.bytes", c.message_max_bytes.to_string(), ConfigType::Int),
-                    ("socket.request.max.bytes", c.max_request_bytes.to_string(), ConfigType::Int),
-                    ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::String),
-                    ("num.partitions", c.num_partitions.to_string(), ConfigType::Int),
-                    ("default.replication.factor", "1".to_string(), ConfigType::Int),
+                    (
+                        "message.max.bytes",
+                        c.message_max_bytes.to_string(),
+                        ConfigType::Int,
+                    ),
+                    (
+                        "socket.request.max.bytes",
+                        c.max_request_bytes.to_string(),
+                        ConfigType::Int,
+                    ),
+                    (
+                        "auto.create.topics.enable",
+                        c.auto_create_topics.to_string(),
+                        ConfigType::String,
+                    ),
+                    (
+                        "num.partitions",
+                        c.num_partitions.to_string(),
+                        ConfigType::Int,
+                    ),
+                    (
+                        "default.replication.factor",
+                        "1".to_string(),
+                        ConfigType::Int,
+                    ),
                 ];
                 for (name, value, kind) in all.into_iter().filter(|(n, _, _)| wanted(n)) {
-                    r.configs.push(entry(version, name, value, SOURCE_STATIC_BROKER, kind));
+                    r.configs
+                        .push(entry(version, name, value, SOURCE_STATIC_BROKER, kind));
                 }
             }
             BROKER => {
@@ -82,7 +118,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: DescribeConfigsRequ
             }
             other => {
                 r.error_code = ResponseError::InvalidRequest.code();
-                r.error_message = Some(str_bytes(format!("resource type {other} is not supported")));
+                r.error_message =
+                    Some(str_bytes(format!("resource type {other} is not supported")));
             }
         }
         resp.results.push(r);

@@ -37,7 +37,11 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
     let mut resp = FetchResponse::default();
     let mut plans: Vec<Plan> = Vec::new();
     let mut has_error = false;
-    let max_total = if req.max_bytes > 0 { req.max_bytes as usize } else { usize::MAX };
+    let max_total = if req.max_bytes > 0 {
+        req.max_bytes as usize
+    } else {
+        usize::MAX
+    };
     let mut total = 0usize;
     for (ti, ft) in req.topics.iter().enumerate() {
         let mut tr = FetchableTopicResponse::default();
@@ -63,7 +67,11 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
                     ResponseError::UnknownTopicOrPartition.code()
                 };
                 has_error = true;
-                plans.push(Plan { topic: ti, data: pd, reads: Vec::new() });
+                plans.push(Plan {
+                    topic: ti,
+                    data: pd,
+                    reads: Vec::new(),
+                });
                 continue;
             };
             let mut reads = Vec::new();
@@ -96,7 +104,11 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
                 pd.error_code = ResponseError::UnknownServerError.code();
                 has_error = true;
             }
-            plans.push(Plan { topic: ti, data: pd, reads });
+            plans.push(Plan {
+                topic: ti,
+                data: pd,
+                reads,
+            });
         }
     }
     for mut plan in plans {

@@ -23,7 +23,10 @@ const MAX_TIMESTAMP: i64 = -3;
 /// `(timestamp, offset)` answered for `target`, or an error code.
 fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16> {
     let (candidates, hw, start) = {
-        let st = p.state.lock().map_err(|_| ResponseError::UnknownServerError.code())?;
+        let st = p
+            .state
+            .lock()
+            .map_err(|_| ResponseError::UnknownServerError.code())?;
         let visible: Vec<_> = st
             .index
             .iter()
@@ -40,12 +43,13 @@ fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16
     // The batch to decode: the one with the largest max timestamp (first such), or the first
     // whose max timestamp reaches the target.
     let entry = if target == MAX_TIMESTAMP {
-        candidates
-            .iter()
-            .fold(None, |best: Option<&crate::log::IndexEntry>, e| match best {
+        candidates.iter().fold(
+            None,
+            |best: Option<&crate::log::IndexEntry>, e| match best {
                 Some(b) if b.max_timestamp >= e.max_timestamp => Some(b),
                 _ => Some(e),
-            })
+            },
+        )
     } else if target >= 0 {
         candidates.iter().find(|e| e.max_timestamp >= target)
     } else {
@@ -58,7 +62,8 @@ fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16
         .segments
         .read(&entry.pos)
         .map_err(|_| ResponseError::KafkaStorageError.code())?;
-    let set = RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage.code())?;
+    let set =
+        RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage.code())?;
     let found = if target == MAX_TIMESTAMP {
         set.records
             .iter()
@@ -74,7 +79,11 @@ fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16
     Ok(found.unwrap_or((entry.max_timestamp, entry.base_offset)))
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let broker = broker.clone();
     let work = tokio::task::spawn_blocking(move || {
         let mut resp = ListOffsetsResponse::default();
@@ -94,7 +103,8 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: ListOffsetsRequest)
                             pr.timestamp = ts;
                             pr.offset = off;
                             if version >= 4 {
-                                pr.leader_epoch = part.state.lock().map(|s| s.leader_epoch).unwrap_or(0);
+                                pr.leader_epoch =
+                                    part.state.lock().map(|s| s.leader_epoch).unwrap_or(0);
                             }
                         }
                         Err(code) => pr.error_code = code,

@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sediment_meta::MetaError;
@@ -79,7 +79,10 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
     if frame.len() < 8 {
         broker.metrics.bad_requests.inc();
-        warn!(len = frame.len(), "request shorter than a request header; closing connection");
+        warn!(
+            len = frame.len(),
+            "request shorter than a request header; closing connection"
+        );
         return Reply::Close;
     }
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
@@ -134,7 +137,11 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         }
         ApiKey::Metadata => {
             let req = decode!(MetadataRequest);
-            ready(encode(cid, version, &metadata::handle(broker, version, req).await))
+            ready(encode(
+                cid,
+                version,
+                &metadata::handle(broker, version, req).await,
+            ))
         }
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
@@ -146,23 +153,43 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         }
         ApiKey::ListOffsets => {
             let req = decode!(ListOffsetsRequest);
-            ready(encode(cid, version, &list_offsets::handle(broker, version, req).await))
+            ready(encode(
+                cid,
+                version,
+                &list_offsets::handle(broker, version, req).await,
+            ))
         }
         ApiKey::CreateTopics => {
             let req = decode!(CreateTopicsRequest);
-            ready(encode(cid, version, &create_topics::handle(broker, version, req).await))
+            ready(encode(
+                cid,
+                version,
+                &create_topics::handle(broker, version, req).await,
+            ))
         }
         ApiKey::DeleteTopics => {
             let req = decode!(DeleteTopicsRequest);
-            ready(encode(cid, version, &delete_topics::handle(broker, version, req).await))
+            ready(encode(
+                cid,
+                version,
+                &delete_topics::handle(broker, version, req).await,
+            ))
         }
         ApiKey::CreatePartitions => {
             let req = decode!(CreatePartitionsRequest);
-            ready(encode(cid, version, &create_partitions::handle(broker, req).await))
+            ready(encode(
+                cid,
+                version,
+                &create_partitions::handle(broker, req).await,
+            ))
         }
         ApiKey::DescribeConfigs => {
             let req = decode!(DescribeConfigsRequest);
-            ready(encode(cid, version, &describe_configs::handle(broker, version, req).await))
+            ready(encode(
+                cid,
+                version,
+                &describe_configs::handle(broker, version, req).await,
+            ))
         }
         ApiKey::DescribeCluster => {
             let req = decode!(DescribeClusterRequest);
@@ -170,7 +197,10 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         }
         _ => {
             // Unreachable while SUPPORTED and this match agree; a unit test checks they do.
-            warn!(?key, "api listed as supported has no handler; closing connection");
+            warn!(
+                ?key,
+                "api listed as supported has no handler; closing connection"
+            );
             Reply::Close
         }
     }

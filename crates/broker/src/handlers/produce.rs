@@ -53,7 +53,10 @@ async fn append_partition(
     durability: Durability,
 ) -> Outcome {
     let Some(partition) = topic.partition(index) else {
-        return failed(ResponseError::UnknownTopicOrPartition.code(), "no such partition");
+        return failed(
+            ResponseError::UnknownTopicOrPartition.code(),
+            "no such partition",
+        );
     };
     let Some(records) = records else {
         return failed(ResponseError::InvalidRecord.code(), "null record set");
@@ -73,18 +76,28 @@ async fn append_partition(
     let kib = (records.len() / 1024 + 1) as u32;
     let permits = kib.min(broker.pending_permits_total());
     let Ok(permit) = broker.pending.clone().acquire_many_owned(permits).await else {
-        return failed(ResponseError::KafkaStorageError.code(), "broker is shutting down");
+        return failed(
+            ResponseError::KafkaStorageError.code(),
+            "broker is shutting down",
+        );
     };
     let mut permit = Some(permit);
     let Ok(mut st) = partition.state.lock() else {
-        return failed(ResponseError::UnknownServerError.code(), "partition state poisoned");
+        return failed(
+            ResponseError::UnknownServerError.code(),
+            "partition state poisoned",
+        );
     };
     let base_offset = st.next_offset;
     let mut waits = Vec::with_capacity(infos.len());
     let n = infos.len();
     for (i, info) in infos.iter().enumerate() {
         let offset = st.next_offset;
-        let data = batch::stamp(&records[info.start..info.start + info.len], offset, st.leader_epoch);
+        let data = batch::stamp(
+            &records[info.start..info.start + info.len],
+            offset,
+            st.leader_epoch,
+        );
         let (tx, rx) = oneshot::channel();
         let append = Append {
             meta: EntryMeta {
@@ -125,7 +138,12 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
     let acks = req.acks;
     if req.transactional_id.is_some() {
         // Transactions are not implemented; say so per partition rather than pretend.
-        return respond_all(cid, version, &req, ResponseError::TransactionalIdAuthorizationFailed.code());
+        return respond_all(
+            cid,
+            version,
+            &req,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+        );
     }
     let durability = match acks {
         -1 => Some(Durability::Synced),
@@ -133,7 +151,12 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
         _ => None,
     };
     let Some(durability) = durability else {
-        return respond_all(cid, version, &req, ResponseError::InvalidRequiredAcks.code());
+        return respond_all(
+            cid,
+            version,
+            &req,
+            ResponseError::InvalidRequiredAcks.code(),
+        );
     };
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
@@ -155,7 +178,11 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
         let any_failed = topics
             .iter()
             .any(|(_, ps)| ps.iter().any(|(_, o)| matches!(o, Outcome::Failed(..))));
-        return if any_failed { Reply::Close } else { Reply::Nothing };
+        return if any_failed {
+            Reply::Close
+        } else {
+            Reply::Nothing
+        };
     }
     let fut = async move {
         let mut resp = ProduceResponse::default();
