@@ -33,7 +33,10 @@ fn be_i64(b: &[u8]) -> i64 {
 
 /// Parses the entries of one segment image. Returns the entries and, if the image does not end
 /// cleanly, the byte offset of the first bad entry with the reason.
-fn scan(id: u64, data: &[u8]) -> (Vec<(EntryMeta, Position)>, Option<(u64, String)>) {
+/// Byte offset of the first bad entry, and why it is bad.
+type BadEntry = Option<(u64, String)>;
+
+fn scan(id: u64, data: &[u8]) -> (Vec<(EntryMeta, Position)>, BadEntry) {
     let mut out = Vec::new();
     let mut pos = SEGMENT_MAGIC.len();
     while pos < data.len() {
