@@ -18,6 +18,9 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic (Kafka: num.partitions).
     pub num_partitions: i32,
+    /// Most record bytes in one fetch response, whatever the client asks (Kafka:
+    /// fetch.max.bytes, 55 MiB). The first batch is returned even if larger (KIP-74).
+    pub fetch_max_bytes: usize,
     /// Most concurrent client connections.
     pub max_connections: usize,
     /// Most requests read ahead of their responses on one connection.
@@ -41,6 +44,7 @@ impl BrokerConfig {
             message_max_bytes: 1_048_588,
             auto_create_topics: true,
             num_partitions: 1,
+            fetch_max_bytes: 55 * 1024 * 1024,
             max_connections: 10_000,
             max_inflight_per_connection: 32,
             max_pending_bytes: 256 * 1024 * 1024,

@@ -50,6 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.message_max_bytes = s.message_max_bytes;
     config.auto_create_topics = s.auto_create_topics;
     config.num_partitions = s.num_partitions;
+    config.fetch_max_bytes = s.fetch_max_bytes;
     config.max_connections = s.max_connections;
     config.max_pending_bytes = s.max_pending_bytes;
     config.wal_segment_bytes = s.wal_segment_bytes;

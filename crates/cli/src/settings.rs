@@ -44,6 +44,9 @@ pub struct ServeArgs {
     /// Default largest record batch, in bytes (topic config max.message.bytes overrides) [default: 1048588]
     #[arg(long, env = "SEDIMENT_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<usize>,
+    /// Most record bytes in one fetch response [default: 57671680]
+    #[arg(long, env = "SEDIMENT_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
     /// Most concurrent client connections [default: 10000]
     #[arg(long, env = "SEDIMENT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -69,6 +72,7 @@ struct FileSettings {
     num_partitions: Option<i32>,
     max_request_bytes: Option<usize>,
     message_max_bytes: Option<usize>,
+    fetch_max_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_pending_bytes: Option<usize>,
     wal_segment_bytes: Option<u64>,
@@ -87,6 +91,7 @@ pub struct Settings {
     pub num_partitions: i32,
     pub max_request_bytes: usize,
     pub message_max_bytes: usize,
+    pub fetch_max_bytes: usize,
     pub max_connections: usize,
     pub max_pending_bytes: usize,
     pub wal_segment_bytes: u64,

@@ -37,10 +37,9 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
     let mut resp = FetchResponse::default();
     let mut plans: Vec<Plan> = Vec::new();
     let mut has_error = false;
-    let max_total = if req.max_bytes > 0 {
-        req.max_bytes as usize
-    } else {
-        usize::MAX
+    let max_total = match req.max_bytes {
+        n if n > 0 => (n as usize).min(broker.config.fetch_max_bytes),
+        _ => broker.config.fetch_max_bytes,
     };
     let mut total = 0usize;
     for (ti, ft) in req.topics.iter().enumerate() {
