@@ -137,6 +137,10 @@ impl Settings {
                 .message_max_bytes
                 .or(file.message_max_bytes)
                 .unwrap_or(1_048_588),
+            fetch_max_bytes: args
+                .fetch_max_bytes
+                .or(file.fetch_max_bytes)
+                .unwrap_or(55 * 1024 * 1024),
             max_connections: args
                 .max_connections
                 .or(file.max_connections)
