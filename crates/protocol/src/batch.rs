@@ -166,6 +166,19 @@ pub fn stamp(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
     b.freeze()
 }
 
+/// The first 16 bytes of `batch` (base offset, batch length, partition leader epoch) with the
+/// base offset and epoch stamped in: written in front of `batch[PREFIX_LEN..]` it forms the
+/// stamped batch without copying the body.
+pub fn stamped_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Bytes {
+    let mut p = BytesMut::from(&batch[..PREFIX_LEN]);
+    p[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    p[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+    p.freeze()
+}
+
+/// Length of the prefix [`stamped_prefix`] rewrites.
+pub const PREFIX_LEN: usize = 16;
+
 /// Reads the base offset of a stored batch.
 pub fn base_offset(batch: &[u8]) -> i64 {
     i64_at(batch, 0)
@@ -244,6 +257,9 @@ mod tests {
         let s = stamp(&b, 1234, 7);
         validate(&s, 1 << 20).unwrap();
         assert_eq!(base_offset(&s), 1234);
+        let mut joined = stamped_prefix(&b, 1234, 7).to_vec();
+        joined.extend_from_slice(&b[PREFIX_LEN..]);
+        assert_eq!(&joined[..], &s[..]);
         let mut bytes = s.clone();
         let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
         assert_eq!(set.records[3].offset, 1237);

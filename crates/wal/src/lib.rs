@@ -3,7 +3,7 @@
 //! Every acknowledged batch is in here before the producer hears about it. The log is owned by
 //! one dedicated OS thread (file I/O is blocking, and a single writer needs no locks): producers
 //! hand it [`Append`]s over a channel and learn the outcome on a oneshot. The thread drains
-//! whatever is queued, writes it with one `write`, then covers all of it with one `fdatasync`
+//! whatever is queued, writes it with one vectored `write` (no copy of batch bytes), then covers all of it with one `fdatasync`
 //! (group commit), so the cost of a sync is shared by every batch that arrived while the previous
 //! one ran.
 //!
@@ -98,11 +98,20 @@ pub enum Durability {
 /// One batch to append.
 pub struct Append {
     pub meta: EntryMeta,
-    pub data: Bytes,
+    /// The batch bytes, possibly in pieces (written back to back, read back as one): lets a
+    /// caller patch a header without copying the body.
+    pub data: Vec<Bytes>,
     pub durability: Durability,
     pub done: Option<oneshot::Sender<Result<Position, WalError>>>,
     /// Dropped once the entry is synced: lets callers bound the bytes waiting on the log.
     pub guard: Option<Box<dyn Send>>,
+}
+
+impl Append {
+    /// Total bytes of `data`.
+    pub fn data_len(&self) -> usize {
+        self.data.iter().map(Bytes::len).sum()
+    }
 }
 
 /// Told, on the log's thread and in log order, what became written and then durable.
@@ -240,8 +249,9 @@ impl Drop for Wal {
     }
 }
 
-fn encode_header(buf: &mut Vec<u8>, meta: &EntryMeta, data: &[u8]) {
-    let len = (ENTRY_HEADER_LEN - 8 + data.len()) as u32;
+fn encode_header(buf: &mut Vec<u8>, meta: &EntryMeta, data: &[Bytes]) {
+    let data_len: usize = data.iter().map(Bytes::len).sum();
+    let len = (ENTRY_HEADER_LEN - 8 + data_len) as u32;
     let start = buf.len();
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(&[0; 4]); // CRC, filled below
@@ -252,7 +262,11 @@ fn encode_header(buf: &mut Vec<u8>, meta: &EntryMeta, data: &[u8]) {
     buf.extend_from_slice(&meta.base_offset.to_be_bytes());
     buf.extend_from_slice(&meta.record_count.to_be_bytes());
     buf.extend_from_slice(&meta.max_timestamp.to_be_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[start + 8..]), data);
+    let crc = data
+        .iter()
+        .fold(crc32c::crc32c(&buf[start + 8..]), |crc, d| {
+            crc32c::crc32c_append(crc, d)
+        });
     buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 

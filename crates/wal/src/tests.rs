@@ -54,7 +54,15 @@ fn append_all(wal: &Wal, sizes: &[usize], durability: Durability) -> Vec<Positio
             let (tx, rx) = oneshot::channel();
             wal.submit(Append {
                 meta: meta(i),
-                data: payload(i, len),
+                data: {
+                    // Odd entries arrive in two pieces; they must read back as one.
+                    let p = payload(i, len);
+                    if i % 2 == 1 && len > 1 {
+                        vec![p.slice(..len / 2), p.slice(len / 2..)]
+                    } else {
+                        vec![p]
+                    }
+                },
                 durability,
                 done: Some(tx),
                 guard: None,

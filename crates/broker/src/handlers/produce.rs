@@ -93,11 +93,12 @@ async fn append_partition(
     let n = infos.len();
     for (i, info) in infos.iter().enumerate() {
         let offset = st.next_offset;
-        let data = batch::stamp(
-            &records[info.start..info.start + info.len],
-            offset,
-            st.leader_epoch,
-        );
+        // The stamped 16-byte prefix plus the body as received: no copy of the batch.
+        let whole = records.slice(info.start..info.start + info.len);
+        let data = vec![
+            batch::stamped_prefix(&whole, offset, st.leader_epoch),
+            whole.slice(batch::PREFIX_LEN..),
+        ];
         let (tx, rx) = oneshot::channel();
         let append = Append {
             meta: EntryMeta {
