@@ -3,9 +3,10 @@
 //! Every acknowledged batch is in here before the producer hears about it. The log is owned by
 //! one dedicated OS thread (file I/O is blocking, and a single writer needs no locks): producers
 //! hand it [`Append`]s over a channel and learn the outcome on a oneshot. The thread drains
-//! whatever is queued, writes it with one vectored `write` (no copy of batch bytes), then covers all of it with one `fdatasync`
-//! (group commit), so the cost of a sync is shared by every batch that arrived while the previous
-//! one ran.
+//! whatever is queued and writes it with one vectored `write` (no copy of batch bytes); a second
+//! thread covers everything written so far with one `fdatasync` (group commit), so the cost of a
+//! sync is shared by every batch that arrived while the previous one ran, and writing goes on
+//! while a sync is in progress.
 //!
 //! On-disk layout: files `NNNNNNNNNNNNNNNNNNNN.wal` (segment id, zero-padded), each starting with
 //! an 8-byte magic, then entries:
@@ -187,7 +188,7 @@ pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
 /// has written and synced everything queued; [`Wal::close`] waits for that.
 pub struct Wal {
     tx: Option<std::sync::mpsc::Sender<Append>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
     segments: Segments,
 }
 
@@ -203,18 +204,34 @@ impl Wal {
         };
         let recovered = recovery::recover(&config.dir, &segments)?;
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut w = writer::Writer::new(config, segments.clone(), sink, recovered.next_segment)?;
-        let thread = std::thread::Builder::new()
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spawn_error = |e: std::io::Error| WalError::Io {
+            path: PathBuf::new(),
+            message: format!("spawning a wal thread: {e}"),
+        };
+        let (syncer_sink, syncer_failed, sync) = (sink.clone(), failed.clone(), config.sync);
+        let syncer = std::thread::Builder::new()
+            .name("sediment-wal-sync".into())
+            .spawn(move || writer::sync_loop(sync_rx, syncer_sink, syncer_failed, sync))
+            .map_err(spawn_error)?;
+        let mut w = writer::Writer::new(
+            config,
+            segments.clone(),
+            sink,
+            recovered.next_segment,
+            failed,
+            sync_tx,
+        )?;
+        let writer = std::thread::Builder::new()
             .name("sediment-wal".into())
             .spawn(move || w.run(rx))
-            .map_err(|e| WalError::Io {
-                path: PathBuf::new(),
-                message: format!("spawning the wal thread: {e}"),
-            })?;
+            .map_err(spawn_error)?;
         Ok((
             Self {
                 tx: Some(tx),
-                thread: Some(thread),
+                // Joined in this order: the writer first, whose end lets the syncer end.
+                threads: vec![writer, syncer],
                 segments,
             },
             recovered,
@@ -237,7 +254,7 @@ impl Wal {
     /// Stops accepting appends, lets the writer flush and sync what is queued, and waits.
     pub fn close(&mut self) {
         self.tx.take();
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }

@@ -1,9 +1,17 @@
-//! The log's single writer: group commit on a dedicated thread.
+//! The log's single writer and its syncer: group commit on two dedicated threads.
+//!
+//! The writer thread writes each group and reports it *written*; the syncer thread then covers
+//! every group written so far with one `fdatasync` and reports them *synced*. Splitting the two
+//! lets the next group be written while the previous sync runs, so the disk is kept busy with
+//! both; an fdatasync covers everything written before it started, so acknowledging every
+//! group queued before the sync call is sound.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc::Receiver;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
 use tracing::{debug, error};
@@ -27,8 +35,17 @@ pub(crate) struct Writer {
     next_id: u64,
     /// Set after a failed write or sync: the state of the file is unknown (a failed fsync may
     /// have dropped dirty pages), so nothing more is acknowledged until a restart re-reads it.
-    failed: bool,
+    failed: Arc<AtomicBool>,
     buf: Vec<u8>,
+    to_syncer: Option<Sender<Written>>,
+}
+
+/// A group that is written and waits for its sync.
+pub(crate) struct Written {
+    file: Arc<File>,
+    path: PathBuf,
+    entries: Vec<(EntryMeta, Position)>,
+    group: Vec<Append>,
 }
 
 impl Writer {
@@ -37,6 +54,8 @@ impl Writer {
         segments: Segments,
         sink: Arc<dyn Sink>,
         next_id: u64,
+        failed: Arc<AtomicBool>,
+        to_syncer: Sender<Written>,
     ) -> Result<Self, WalError> {
         Ok(Self {
             config,
@@ -44,8 +63,9 @@ impl Writer {
             sink,
             current: None,
             next_id,
-            failed: false,
+            failed,
             buf: Vec::with_capacity(1 << 20),
+            to_syncer: Some(to_syncer),
         })
     }
 
@@ -64,10 +84,18 @@ impl Writer {
             }
             self.commit(group);
         }
+        // Dropping the sender lets the syncer finish what is queued and stop.
+        self.to_syncer.take();
         debug!("wal writer stopped");
     }
 
     fn roll(&mut self) -> Result<(), WalError> {
+        // The syncer syncs only the newest segment; the old one is finished here.
+        if let (Some(old), true) = (&self.current, self.config.sync) {
+            old.file
+                .sync_data()
+                .map_err(|e| WalError::io(&segment_path(&self.config.dir, old.id), e))?;
+        }
         let id = self.next_id;
         let path = segment_path(&self.config.dir, id);
         let file = OpenOptions::new()
@@ -109,7 +137,7 @@ impl Writer {
     }
 
     fn commit(&mut self, mut group: Vec<Append>) {
-        if self.failed {
+        if self.failed.load(Ordering::SeqCst) {
             return Self::fail(group, WalError::Failed);
         }
         let needs_roll = match &self.current {
@@ -119,7 +147,7 @@ impl Writer {
         if needs_roll {
             if let Err(e) = self.roll() {
                 error!(error = %e, "wal segment roll failed");
-                self.failed = true;
+                self.failed.store(true, Ordering::SeqCst);
                 return Self::fail(group, e);
             }
         }
@@ -159,7 +187,7 @@ impl Writer {
         let path = segment_path(&self.config.dir, open.id);
         if let Err(e) = write_all_vectored(&open.file, &mut slices) {
             error!(error = %e, "wal write failed");
-            self.failed = true;
+            self.failed.store(true, Ordering::SeqCst);
             return Self::fail(group, WalError::io(&path, e));
         }
         drop(slices);
@@ -172,21 +200,65 @@ impl Writer {
                 }
             }
         }
-        if self.config.sync {
-            if let Err(e) = open.file.sync_data() {
-                error!(error = %e, "wal fdatasync failed");
-                self.failed = true;
-                return Self::fail(group, WalError::io(&path, e));
+        let written = Written {
+            file: open.file.clone(),
+            path,
+            entries,
+            group,
+        };
+        if let Some(tx) = &self.to_syncer {
+            if let Err(unsent) = tx.send(written) {
+                // The syncer is gone (it only stops after this thread): fail, never hang.
+                self.failed.store(true, Ordering::SeqCst);
+                Self::fail(unsent.0.group, WalError::Failed);
             }
-        }
-        self.sink.synced(&entries);
-        for (a, (_, pos)) in group.into_iter().zip(&entries) {
-            if let Some(done) = a.done {
-                let _ = done.send(Ok(*pos));
-            }
-            drop(a.guard);
         }
     }
+}
+
+/// The syncer thread: one fdatasync for every group written since the last one.
+pub(crate) fn sync_loop(
+    rx: Receiver<Written>,
+    sink: Arc<dyn Sink>,
+    failed: Arc<AtomicBool>,
+    sync: bool,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut groups = vec![first];
+        groups.extend(rx.try_iter());
+        let Some(last) = groups.last() else { continue };
+        let result = if failed.load(Ordering::SeqCst) {
+            Err(WalError::Failed)
+        } else if sync {
+            last.file
+                .sync_data()
+                .map_err(|e| WalError::io(&last.path, e))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            error!(error = %e, "wal fdatasync failed");
+            failed.store(true, Ordering::SeqCst);
+            for g in groups {
+                Writer::fail(g.group, e.clone());
+            }
+            continue;
+        }
+        let entries: Vec<(EntryMeta, Position)> = groups
+            .iter()
+            .flat_map(|g| g.entries.iter().copied())
+            .collect();
+        sink.synced(&entries);
+        for g in groups {
+            for (a, (_, pos)) in g.group.into_iter().zip(&g.entries) {
+                if let Some(done) = a.done {
+                    let _ = done.send(Ok(*pos));
+                }
+                drop(a.guard);
+            }
+        }
+    }
+    debug!("wal syncer stopped");
 }
 
 /// Most iovecs passed to one `writev` (Linux's IOV_MAX is 1024).
