@@ -153,8 +153,11 @@ class Broker:
             pytest.fail(
                 f"Sediment binary not found at {self.binary}. Build it with "
                 f"`cargo build --workspace --bins` or set SEDIMENT_BIN.", pytrace=False)
-        env = dict(os.environ)
+        # The broker reads SEDIMENT_* settings from the environment; keep the
+        # caller's out so that only the flags above configure it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEDIMENT_")}
         env.setdefault("RUST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")  # plain log files
         env.setdefault("RUST_BACKTRACE", "1")
         self.starts += 1
         cmd = self.command()

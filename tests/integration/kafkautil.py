@@ -185,14 +185,14 @@ def watermarks_confluent(bootstrap: str, topic: str, partitions: Iterable[int],
 
 def read_confluent(bootstrap: str, topic: str, partitions: Iterable[int],
                    start: int = 0, ends: dict[int, int] | None = None,
-                   timeout: float = OP_TIMEOUT_S) -> dict[int, list[Rec]]:
+                   timeout: float = OP_TIMEOUT_S, consumer_conf: dict | None = None) -> dict[int, list[Rec]]:
     """Read each partition from `start` up to its end offset (default: its high watermark).
 
     Returns {partition: [Rec, ...]} in the order the consumer delivered them.
     Fails on any consumer error or if the end is not reached within `timeout`.
     """
     partitions = list(partitions)
-    c = confluent_consumer(bootstrap)
+    c = confluent_consumer(bootstrap, **(consumer_conf or {}))
     try:
         if ends is None:
             ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
@@ -275,11 +275,12 @@ def produce_kp(producer, topic: str, messages: list[dict],
 
 
 def read_kp(bootstrap: str, topic: str, partitions: Iterable[int], start: int = 0,
-            ends: dict[int, int] | None = None, timeout: float = OP_TIMEOUT_S) -> dict[int, list[Rec]]:
+            ends: dict[int, int] | None = None, timeout: float = OP_TIMEOUT_S,
+            consumer_conf: dict | None = None) -> dict[int, list[Rec]]:
     """kafka-python counterpart of read_confluent."""
     from kafka import TopicPartition as KTP
     partitions = list(partitions)
-    c = kp_consumer(bootstrap)
+    c = kp_consumer(bootstrap, **(consumer_conf or {}))
     try:
         tps = {p: KTP(topic, p) for p in partitions}
         c.assign(list(tps.values()))

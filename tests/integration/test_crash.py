@@ -42,49 +42,54 @@ def test_kill9_loses_nothing_acknowledged(broker, topic_name, acks):
     create_topic(broker.bootstrap, topic_name, partitions=len(PARTITIONS))
     acked: list[tuple[int, int, bytes, bytes]] = []
     failed: list[tuple[bytes, object]] = []
+    st = {"produced": 0, "killed_at": None, "acked_at_kill": 0, "failed_at_kill": 0, "in_flight_at_kill": 0}
 
     def on_delivery(err, msg):
         if err is None:
             acked.append((msg.partition(), msg.offset(), msg.key(), msg.value()))
         else:
             failed.append((msg.value(), err))
+        # Kill from inside the stream of acknowledgements, so that produce requests
+        # are in flight (sent, not yet acknowledged) at the moment of the kill.
+        if st["killed_at"] is None and len(acked) >= KILL_AFTER_ACKED:
+            st["in_flight_at_kill"] = st["produced"] - len(acked) - len(failed)
+            st["acked_at_kill"], st["failed_at_kill"] = len(acked), len(failed)
+            broker.kill9()
+            st["killed_at"] = time.monotonic()
 
     producer = confluent_producer(broker.bootstrap, **{
         "acks": acks,
         "linger.ms": 2,
         "message.timeout.ms": 5000,
         "retry.backoff.ms": 100,
-        "queue.buffering.max.messages": 20000,
+        "queue.buffering.max.messages": 5000,
     })
     start = time.monotonic()
-    killed_at = None
-    acked_at_kill = 0
     i = 0
     while True:
         now = time.monotonic()
-        if killed_at is None:
-            if len(acked) >= KILL_AFTER_ACKED:
-                broker.kill9()
-                killed_at = now
-                acked_at_kill = len(acked)
-            elif now - start > PRODUCE_PHASE_LIMIT_S:
+        if st["killed_at"] is None:
+            if now - start > PRODUCE_PHASE_LIMIT_S:
                 pytest.fail(f"only {len(acked)} records acknowledged after {PRODUCE_PHASE_LIMIT_S}s "
                             f"({len(failed)} failed, first errors: {failed[:3]})")
-        elif now - killed_at >= PRODUCE_AFTER_KILL_S:
+        elif now - st["killed_at"] >= PRODUCE_AFTER_KILL_S:
             break
         try:
             producer.produce(topic_name, key=f"k{i % 50}".encode(), value=f"m{i:07d}".encode(),
                              on_delivery=on_delivery)
             i += 1
+            st["produced"] = i
         except BufferError:
-            producer.poll(0.05)
+            producer.poll(0.01)
         producer.poll(0)
 
     # Stop the producer: whatever is still queued fails after message.timeout.ms.
     remaining = producer.flush(20)
     assert remaining == 0, f"{remaining} messages neither delivered nor failed 20 s after the kill"
-    assert acked_at_kill >= KILL_AFTER_ACKED
-    print(f"produced {i}, acknowledged {len(acked)} ({acked_at_kill} before the kill), failed {len(failed)}")
+    print(f"produced {i}; acknowledged {len(acked)} ({st['acked_at_kill']} when killed); "
+          f"failed {len(failed)}; unacknowledged (queued or in flight) at the kill: {st['in_flight_at_kill']}")
+    assert st["failed_at_kill"] == 0, f"deliveries failed before the kill: {failed[:3]}"
+    assert st["in_flight_at_kill"] > 0, "nothing was outstanding at the kill: the test did not test much"
 
     # No two acknowledgements for the same offset.
     positions = [(p, off) for p, off, _, _ in acked]

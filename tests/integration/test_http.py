@@ -22,8 +22,13 @@ def test_health_and_metrics(broker, topic_name):
         assert resp.status == 200
         ctype = resp.headers.get("Content-Type", "")
         body = resp.read().decode()
-    assert ctype.startswith("text/plain"), f"Content-Type {ctype!r}"
-    samples = [l for l in body.splitlines() if l and not l.startswith("#")]
+    # Either exposition format that Prometheus scrapes: the classic text format
+    # (text/plain; version=0.0.4) or OpenMetrics text, which must end with "# EOF".
+    if ctype.startswith("application/openmetrics-text"):
+        assert body.rstrip("\n").splitlines()[-1] == "# EOF", f"OpenMetrics body without '# EOF':\n{body[-500:]}"
+    else:
+        assert ctype.startswith("text/plain"), f"Content-Type {ctype!r}"
+    samples = [line for line in body.splitlines() if line and not line.startswith("#")]
     assert samples, f"/metrics has no samples:\n{body[:2000]}"
-    bad = [l for l in samples if not SAMPLE.match(l)]
+    bad = [line for line in samples if not SAMPLE.match(line)]
     assert not bad, f"lines that are not Prometheus samples: {bad[:5]}"

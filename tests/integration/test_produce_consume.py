@@ -270,3 +270,45 @@ def test_list_offsets(broker, topic_name, client):
                     assert got.timestamp == messages[want]["timestamp"], got
         finally:
             c.close(autocommit=False)
+
+
+# ---------------------------------------------------------------- Fetch behaviour
+
+SMALL_FETCH = {
+    # 64 KiB per partition per fetch, and a long wait that must only apply when no data is ready
+    "confluent": {"max.partition.fetch.bytes": 65536, "fetch.wait.max.ms": 5000},
+    "kafka-python": {"max_partition_fetch_bytes": 65536, "fetch_max_wait_ms": 5000},
+}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_fetch_does_not_wait_when_data_is_ready(broker, topic_name, client):
+    """~40 fetches of 64 KiB: a broker that waits fetch.wait.max.ms (5 s) although
+    data is ready needs minutes; one that answers at once needs about a second."""
+    create_topic(broker.bootstrap, topic_name, partitions=1)
+    messages = [{"key": None, "value": (f"{i:06d}" + "z" * 2042).encode(), "partition": 0} for i in range(1280)]
+    # 16 KiB batches, so that each 64 KiB fetch returns a few of them (~40 fetches in all).
+    d = produce("confluent", broker.bootstrap, topic_name, messages, **{"batch.size": 16384})
+    assert all(x.error is None for x in d)
+    t0 = time.monotonic()
+    try:
+        recs = read(client, broker.bootstrap, topic_name, [0], timeout=40,
+                    consumer_conf=SMALL_FETCH[client])[0]
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n(does Fetch wait fetch.wait.max.ms although data is ready?)") from None
+    elapsed = time.monotonic() - t0
+    assert [r.value for r in recs] == [m["value"] for m in messages]
+    assert elapsed < 20, f"reading 2.5 MiB in 64 KiB fetches took {elapsed:.1f}s: does Fetch wait although data is ready?"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_fetch_returns_a_batch_larger_than_partition_max_bytes(broker, topic_name, client):
+    """As in Kafka (KIP-74), the first batch is returned even if it exceeds the fetch limits."""
+    create_topic(broker.bootstrap, topic_name, partitions=1)
+    big = bytes(range(256)) * 1200  # 300 KiB, incompressible enough
+    messages = [{"key": b"big", "value": big, "partition": 0}, {"key": b"small", "value": b"s", "partition": 0}]
+    d = produce("confluent", broker.bootstrap, topic_name, messages, **{"linger.ms": 0})
+    assert [(x.error, x.offset) for x in d] == [(None, 0), (None, 1)], d
+    recs = read(client, broker.bootstrap, topic_name, [0], consumer_conf=SMALL_FETCH[client])[0]
+    assert [(r.offset, r.key, len(r.value)) for r in recs] == [(0, b"big", len(big)), (1, b"small", 1)]
+    assert recs[0].value == big
