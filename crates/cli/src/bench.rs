@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// Skip the consume phase.
     #[arg(long)]
     no_consume: bool,
+    /// After the full-speed phase, produce half as many records again paced at half the
+    /// measured throughput, and report that latency.
+    #[arg(long)]
+    latency_at_half: bool,
     /// Also measure sequential write+fdatasync bandwidth of a file in this directory (use the
     /// broker's data directory's filesystem).
     #[arg(long)]
@@ -227,88 +231,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    // Produce.
+    // Produce as fast as acknowledged (or at --rate-mib).
     let per_batch = (args.batch_bytes / (args.record_size + 20)).max(1);
     let batch = encode_batch(per_batch, args.record_size)?;
-    let requests = args.records.div_ceil(per_batch as u64);
-    let total_records = requests * per_batch as u64;
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut inflight = FuturesUnordered::new();
-    let start = Instant::now();
-    let mut progress = Progress {
-        last: Instant::now(),
-        label: "produce",
+    let total_records = args.records.div_ceil(per_batch as u64) * per_batch as u64;
+    let phase = Phase {
+        client: &client,
+        topic: &topic,
+        batch: &batch,
+        per_batch,
+        acks,
+        args: &args,
     };
-    let pace = (args.rate_mib > 0.0)
-        .then(|| Duration::from_secs_f64(mib(batch.len() as f64) / args.rate_mib));
-    let version = 9;
-    let mut acked = 0u64;
-    use futures::StreamExt;
-    for i in 0..requests {
-        if let Some(p) = pace {
-            let due = start + p * i as u32;
-            tokio::time::sleep_until(due.into()).await;
-        }
-        while inflight.len() >= args.inflight {
-            if let Some(r) = inflight.next().await {
-                let (t0, resp): (Instant, anyhow::Result<ProduceResponse>) = r;
-                check_produce(&resp?)?;
-                hist.record(t0.elapsed().as_micros().max(1) as u64)?;
-                acked += per_batch as u64;
-            }
-        }
-        let mut pd = PartitionProduceData::default();
-        pd.index = (i % args.partitions as u64) as i32;
-        pd.records = Some(batch.clone());
-        let mut td = TopicProduceData::default();
-        td.name = TopicName(StrBytes::from_string(topic.clone()));
-        td.partition_data = vec![pd];
-        let mut req = ProduceRequest::default();
-        req.acks = acks;
-        req.timeout_ms = 30_000;
-        req.topic_data = vec![td];
-        if acks == 0 {
-            client.send_oneway(version, &req).await?;
-            acked += per_batch as u64;
-        } else {
-            let t0 = Instant::now();
-            let rx = client.start(version, &req).await?;
-            inflight.push(async move {
-                let r = Client::finish::<ProduceRequest>(version, rx)
-                    .await
-                    .map_err(anyhow::Error::from);
-                (t0, r)
-            });
-        }
-        progress.tick(
-            acked,
-            total_records,
-            acked * batch.len() as u64 / per_batch as u64,
-            start,
-        );
+    let rate = phase
+        .produce(args.records, args.rate_mib, "produce")
+        .await?;
+    if args.latency_at_half && acks != 0 {
+        // The latency target is stated at half the throughput just measured.
+        phase
+            .produce(args.records / 2, rate / 2.0, "produce at half that rate")
+            .await?;
     }
-    while let Some((t0, resp)) = inflight.next().await {
-        check_produce(&resp?)?;
-        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let bytes = requests as f64 * batch.len() as f64;
-    eprintln!();
-    println!(
-        "produce: {total_records} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
-        mib(bytes),
-        mib(bytes) / secs,
-        total_records as f64 / secs
-    );
-    if acks != 0 {
-        println!(
-            "produce latency per request ({} B batch): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            batch.len(),
-            hist.value_at_quantile(0.50) as f64 / 1000.0,
-            hist.value_at_quantile(0.99) as f64 / 1000.0,
-            hist.max() as f64 / 1000.0
-        );
-    }
+
     if args.no_consume {
         return Ok(());
     }
@@ -379,4 +323,120 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         consumed as f64 / secs
     );
     Ok(())
+}
+
+struct Phase<'a> {
+    client: &'a Client,
+    topic: &'a str,
+    batch: &'a Bytes,
+    per_batch: usize,
+    acks: i16,
+    args: &'a BenchArgs,
+}
+
+impl Phase<'_> {
+    /// Produces `records` (rounded up to whole batches), paced at `rate_mib` if positive;
+    /// prints throughput and latency and returns the throughput in MiB/s.
+    async fn produce(
+        &self,
+        records: u64,
+        rate_mib: f64,
+        label: &'static str,
+    ) -> anyhow::Result<f64> {
+        use futures::StreamExt;
+        let (batch, per_batch, acks, args) = (self.batch, self.per_batch, self.acks, self.args);
+        let requests = records.div_ceil(per_batch as u64);
+        let total_records = requests * per_batch as u64;
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        // Each request's response is awaited by its own task, so its latency is taken when the
+        // response arrives, not when this loop next looks.
+        let mut inflight = FuturesUnordered::new();
+        let start = Instant::now();
+        let mut progress = Progress {
+            last: Instant::now(),
+            label,
+        };
+        let pace =
+            (rate_mib > 0.0).then(|| Duration::from_secs_f64(mib(batch.len() as f64) / rate_mib));
+        let version = 9;
+        let mut acked = 0u64;
+        type Done = Result<(Duration, anyhow::Result<ProduceResponse>), tokio::task::JoinError>;
+        let record = |done: Done, hist: &mut Histogram<u64>| -> anyhow::Result<()> {
+            let (latency, resp) = done?;
+            check_produce(&resp?)?;
+            hist.record(latency.as_micros().max(1) as u64)?;
+            Ok(())
+        };
+        for i in 0..requests {
+            if let Some(p) = pace {
+                let due = tokio::time::Instant::from_std(start + p * i as u32);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => break,
+                        Some(done) = inflight.next(), if !inflight.is_empty() => {
+                            record(done, &mut hist)?;
+                            acked += per_batch as u64;
+                        }
+                    }
+                }
+            }
+            while inflight.len() >= args.inflight {
+                if let Some(done) = inflight.next().await {
+                    record(done, &mut hist)?;
+                    acked += per_batch as u64;
+                }
+            }
+            let mut pd = PartitionProduceData::default();
+            pd.index = (i % args.partitions as u64) as i32;
+            pd.records = Some(batch.clone());
+            let mut td = TopicProduceData::default();
+            td.name = TopicName(StrBytes::from_string(self.topic.to_string()));
+            td.partition_data = vec![pd];
+            let mut req = ProduceRequest::default();
+            req.acks = acks;
+            req.timeout_ms = 30_000;
+            req.topic_data = vec![td];
+            if acks == 0 {
+                self.client.send_oneway(version, &req).await?;
+                acked += per_batch as u64;
+            } else {
+                let t0 = Instant::now();
+                let rx = self.client.start(version, &req).await?;
+                inflight.push(tokio::spawn(async move {
+                    let r = Client::finish::<ProduceRequest>(version, rx)
+                        .await
+                        .map_err(anyhow::Error::from);
+                    (t0.elapsed(), r)
+                }));
+            }
+            progress.tick(
+                acked,
+                total_records,
+                acked * batch.len() as u64 / per_batch as u64,
+                start,
+            );
+        }
+        while let Some(done) = inflight.next().await {
+            record(done, &mut hist)?;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let bytes = requests as f64 * batch.len() as f64;
+        eprintln!();
+        println!(
+            "{label}: {total_records} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+            mib(bytes),
+            mib(bytes) / secs,
+            total_records as f64 / secs
+        );
+        if acks != 0 {
+            println!(
+                "{label}: latency per request ({} B batch): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                batch.len(),
+                hist.value_at_quantile(0.50) as f64 / 1000.0,
+                hist.value_at_quantile(0.99) as f64 / 1000.0,
+                hist.max() as f64 / 1000.0
+            );
+        }
+        Ok(mib(bytes) / secs)
+    }
 }
