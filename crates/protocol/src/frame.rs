@@ -43,12 +43,16 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             max: max_size,
         });
     }
-    let mut body = BytesMut::zeroed(size as usize);
-    match reader.read_exact(&mut body).await {
-        Ok(_) => Ok(Some(body.freeze())),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(FrameError::Truncated),
-        Err(e) => Err(e.into()),
+    // Read straight into uninitialised capacity: no need to zero what the socket overwrites.
+    let size = size as usize;
+    let mut body = BytesMut::with_capacity(size);
+    let mut limited = (&mut *reader).take(size as u64);
+    while body.len() < size {
+        if limited.read_buf(&mut body).await? == 0 {
+            return Err(FrameError::Truncated);
+        }
     }
+    Ok(Some(body.freeze()))
 }
 
 /// Writes one frame (size prefix plus body).
