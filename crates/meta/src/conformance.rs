@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{MetaError, MetaStore};
+use crate::{CommittedOffset, MetaError, MetaStore, OffsetEntry};
 
 /// Runs every check, panicking on the first that fails. Meant for tests.
 pub async fn run(store: &dyn MetaStore) {
@@ -87,4 +87,46 @@ pub async fn run(store: &dyn MetaStore) {
     assert_ne!(again.id, a.id, "a re-created topic gets a new id");
     assert_ne!(again.id, kept.id);
     store.delete_topic("conformance-a").await.expect("delete");
+
+    // Committed offsets: last write wins, metadata kept, groups independent.
+    let entry = |topic: &str, partition: i32, offset: i64, metadata: Option<&str>| OffsetEntry {
+        topic: topic.into(),
+        partition,
+        committed: CommittedOffset {
+            offset,
+            leader_epoch: 3,
+            metadata: metadata.map(Into::into),
+            commit_timestamp_ms: 1_700_000_000_000,
+        },
+    };
+    store
+        .commit_offsets("cg-1", vec![entry("b", 1, 10, Some("meta")), entry("a", 0, 4, None)])
+        .await
+        .expect("commit");
+    store.commit_offsets("cg-1", vec![entry("a", 0, 6, Some(""))]).await.expect("commit");
+    store.commit_offsets("cg-2", vec![entry("a", 0, 1, None)]).await.expect("commit");
+    assert_eq!(
+        store.committed_offsets("cg-1").await.expect("fetch"),
+        vec![entry("a", 0, 6, Some("")), entry("b", 1, 10, Some("meta"))],
+        "sorted by topic and partition, last commit wins"
+    );
+    assert_eq!(store.committed_offsets("cg-none").await.expect("fetch"), vec![]);
+    let groups = store.offset_groups().await.expect("groups");
+    assert!(groups.contains(&"cg-1".to_string()) && groups.contains(&"cg-2".to_string()));
+    store
+        .delete_offsets("cg-1", vec![("a".into(), 0)])
+        .await
+        .expect("delete offsets");
+    assert_eq!(
+        store.committed_offsets("cg-1").await.expect("fetch"),
+        vec![entry("b", 1, 10, Some("meta"))]
+    );
+    store.delete_group_offsets("cg-2").await.expect("delete group");
+    assert!(!store.offset_groups().await.expect("groups").contains(&"cg-2".to_string()));
+
+    // Producer ids: blocks never overlap.
+    let first = store.allocate_producer_ids(1000).await.expect("ids");
+    let second = store.allocate_producer_ids(10).await.expect("ids");
+    assert!(second >= first + 1000, "blocks overlap: {first} then {second}");
+    assert!(matches!(store.allocate_producer_ids(0).await, Err(MetaError::Invalid(_))));
 }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{MetaError, MetaStore, Result, TopicMeta};
+use crate::offsets_log::OffsetsLog;
+use crate::{MetaError, MetaStore, OffsetEntry, Result, TopicMeta};
 
 const FILE: &str = "metadata.json";
 
@@ -19,6 +20,9 @@ struct State {
     version: u32,
     cluster_id: String,
     topics: BTreeMap<String, TopicMeta>,
+    /// First producer id not yet handed out.
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 /// The embedded store. Cheap to clone.
@@ -27,6 +31,7 @@ pub struct EmbeddedMetaStore {
     dir: PathBuf,
     // A std Mutex: it is only taken inside blocking closures, never across an await.
     state: Arc<Mutex<State>>,
+    offsets: Arc<Mutex<OffsetsLog>>,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> MetaError {
@@ -48,15 +53,18 @@ impl EmbeddedMetaStore {
                     version: 1,
                     cluster_id: Uuid::new_v4().simple().to_string(),
                     topics: BTreeMap::new(),
+                    next_producer_id: 0,
                 };
                 persist(&dir, &s)?;
                 s
             }
             Err(e) => return Err(unavailable("reading metadata", e)),
         };
+        let offsets = OffsetsLog::open(&dir)?;
         Ok(Self {
             dir,
             state: Arc::new(Mutex::new(state)),
+            offsets: Arc::new(Mutex::new(offsets)),
         })
     }
 
@@ -80,6 +88,23 @@ impl EmbeddedMetaStore {
         })
         .await
         .map_err(|e| unavailable("metadata task", e))?
+    }
+
+    /// Runs `f` on the offsets log on a blocking thread (it may fsync).
+    async fn with_offsets<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut OffsetsLog) -> Result<T> + Send + 'static,
+    {
+        let offsets = self.offsets.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut log = offsets
+                .lock()
+                .map_err(|_| unavailable("offsets", "lock poisoned"))?;
+            f(&mut log)
+        })
+        .await
+        .map_err(|e| unavailable("offsets task", e))?
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T> {
@@ -106,6 +131,63 @@ fn persist(dir: &Path, state: &State) -> Result<()> {
 
 #[async_trait]
 impl MetaStore for EmbeddedMetaStore {
+    async fn commit_offsets(&self, group: &str, offsets: Vec<OffsetEntry>) -> Result<()> {
+        let group = group.to_string();
+        self.with_offsets(move |log| log.commit(&group, offsets)).await
+    }
+
+    async fn committed_offsets(&self, group: &str) -> Result<Vec<OffsetEntry>> {
+        let log = self
+            .offsets
+            .lock()
+            .map_err(|_| unavailable("offsets", "lock poisoned"))?;
+        Ok(log
+            .groups
+            .get(group)
+            .map(|g| {
+                g.iter()
+                    .map(|((topic, partition), committed)| OffsetEntry {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        committed: committed.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn delete_offsets(&self, group: &str, partitions: Vec<(String, i32)>) -> Result<()> {
+        let group = group.to_string();
+        self.with_offsets(move |log| log.delete(&group, partitions)).await
+    }
+
+    async fn delete_group_offsets(&self, group: &str) -> Result<()> {
+        let group = group.to_string();
+        self.with_offsets(move |log| log.delete_group(&group)).await
+    }
+
+    async fn offset_groups(&self) -> Result<Vec<String>> {
+        let log = self
+            .offsets
+            .lock()
+            .map_err(|_| unavailable("offsets", "lock poisoned"))?;
+        Ok(log.groups.keys().cloned().collect())
+    }
+
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
+        if count < 1 {
+            return Err(MetaError::Invalid(format!("cannot allocate {count} producer ids")));
+        }
+        self.update(move |s| {
+            let first = s.next_producer_id;
+            s.next_producer_id = first
+                .checked_add(count)
+                .ok_or_else(|| MetaError::Invalid("producer ids exhausted".into()))?;
+            Ok(first)
+        })
+        .await
+    }
+
     async fn cluster_id(&self) -> Result<String> {
         self.read(|s| s.cluster_id.clone())
     }
@@ -173,6 +255,37 @@ impl MetaStore for EmbeddedMetaStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn offsets_survive_reopen_and_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedMetaStore::open(dir.path()).unwrap();
+        let entry = |p: i32, o: i64| OffsetEntry {
+            topic: "t".into(),
+            partition: p,
+            committed: crate::CommittedOffset {
+                offset: o,
+                leader_epoch: 0,
+                metadata: Some("m".into()),
+                commit_timestamp_ms: 1,
+            },
+        };
+        store.commit_offsets("g", vec![entry(0, 5), entry(1, 7)]).await.unwrap();
+        store.commit_offsets("g", vec![entry(0, 9)]).await.unwrap();
+        drop(store);
+        // A crash in the middle of appending leaves half a line.
+        let log = dir.path().join("offsets.log");
+        let mut data = std::fs::read(&log).unwrap();
+        data.extend_from_slice(b"{\"op\":\"commit\",\"gro");
+        std::fs::write(&log, data).unwrap();
+        let store = EmbeddedMetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.committed_offsets("g").await.unwrap(), vec![entry(0, 9), entry(1, 7)]);
+        store.commit_offsets("g", vec![entry(2, 1)]).await.unwrap();
+        drop(store);
+        let store = EmbeddedMetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.committed_offsets("g").await.unwrap().len(), 3);
+    }
+
 
     #[tokio::test]
     async fn passes_conformance_and_survives_reopen() {

@@ -9,6 +9,7 @@
 
 pub mod conformance;
 pub mod embedded;
+mod offsets_log;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,25 @@ pub struct TopicMeta {
     pub partitions: i32,
     /// Topic-level config overrides (`retention.ms`, `max.message.bytes`, ...).
     pub configs: BTreeMap<String, String>,
+}
+
+/// A consumer group's committed position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    /// Leader epoch the consumer saw with the record at `offset - 1` (-1 if unknown).
+    pub leader_epoch: i32,
+    /// The client's metadata string, kept verbatim.
+    pub metadata: Option<String>,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One partition's committed offset, as stored and returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: CommittedOffset,
 }
 
 /// Failures of the metadata store, in the kinds callers act on.
@@ -63,4 +83,17 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn topics(&self) -> Result<Vec<TopicMeta>>;
     /// Raises a topic's partition count to `total`. `Invalid` if `total` is not larger.
     async fn add_partitions(&self, name: &str, total: i32) -> Result<TopicMeta>;
+
+    /// Stores committed offsets for a group, all or nothing, durably.
+    async fn commit_offsets(&self, group: &str, offsets: Vec<OffsetEntry>) -> Result<()>;
+    /// Every committed offset of a group, sorted by topic and partition.
+    async fn committed_offsets(&self, group: &str) -> Result<Vec<OffsetEntry>>;
+    /// Forgets the committed offsets of some partitions of a group.
+    async fn delete_offsets(&self, group: &str, partitions: Vec<(String, i32)>) -> Result<()>;
+    /// Forgets every committed offset of a group.
+    async fn delete_group_offsets(&self, group: &str) -> Result<()>;
+    /// Groups that have committed offsets, sorted.
+    async fn offset_groups(&self) -> Result<Vec<String>>;
+    /// Reserves `count` producer ids and returns the first; ids are never handed out twice.
+    async fn allocate_producer_ids(&self, count: i64) -> Result<i64>;
 }
