@@ -7,6 +7,7 @@
 //! A fetch reads the same index and `pread`s batch bytes back out of the WAL segment files.
 
 pub mod config;
+pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod log;

@@ -100,17 +100,29 @@ pub async fn run(store: &dyn MetaStore) {
         },
     };
     store
-        .commit_offsets("cg-1", vec![entry("b", 1, 10, Some("meta")), entry("a", 0, 4, None)])
+        .commit_offsets(
+            "cg-1",
+            vec![entry("b", 1, 10, Some("meta")), entry("a", 0, 4, None)],
+        )
         .await
         .expect("commit");
-    store.commit_offsets("cg-1", vec![entry("a", 0, 6, Some(""))]).await.expect("commit");
-    store.commit_offsets("cg-2", vec![entry("a", 0, 1, None)]).await.expect("commit");
+    store
+        .commit_offsets("cg-1", vec![entry("a", 0, 6, Some(""))])
+        .await
+        .expect("commit");
+    store
+        .commit_offsets("cg-2", vec![entry("a", 0, 1, None)])
+        .await
+        .expect("commit");
     assert_eq!(
         store.committed_offsets("cg-1").await.expect("fetch"),
         vec![entry("a", 0, 6, Some("")), entry("b", 1, 10, Some("meta"))],
         "sorted by topic and partition, last commit wins"
     );
-    assert_eq!(store.committed_offsets("cg-none").await.expect("fetch"), vec![]);
+    assert_eq!(
+        store.committed_offsets("cg-none").await.expect("fetch"),
+        vec![]
+    );
     let groups = store.offset_groups().await.expect("groups");
     assert!(groups.contains(&"cg-1".to_string()) && groups.contains(&"cg-2".to_string()));
     store
@@ -121,12 +133,25 @@ pub async fn run(store: &dyn MetaStore) {
         store.committed_offsets("cg-1").await.expect("fetch"),
         vec![entry("b", 1, 10, Some("meta"))]
     );
-    store.delete_group_offsets("cg-2").await.expect("delete group");
-    assert!(!store.offset_groups().await.expect("groups").contains(&"cg-2".to_string()));
+    store
+        .delete_group_offsets("cg-2")
+        .await
+        .expect("delete group");
+    assert!(!store
+        .offset_groups()
+        .await
+        .expect("groups")
+        .contains(&"cg-2".to_string()));
 
     // Producer ids: blocks never overlap.
     let first = store.allocate_producer_ids(1000).await.expect("ids");
     let second = store.allocate_producer_ids(10).await.expect("ids");
-    assert!(second >= first + 1000, "blocks overlap: {first} then {second}");
-    assert!(matches!(store.allocate_producer_ids(0).await, Err(MetaError::Invalid(_))));
+    assert!(
+        second >= first + 1000,
+        "blocks overlap: {first} then {second}"
+    );
+    assert!(matches!(
+        store.allocate_producer_ids(0).await,
+        Err(MetaError::Invalid(_))
+    ));
 }

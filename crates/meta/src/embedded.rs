@@ -133,7 +133,8 @@ fn persist(dir: &Path, state: &State) -> Result<()> {
 impl MetaStore for EmbeddedMetaStore {
     async fn commit_offsets(&self, group: &str, offsets: Vec<OffsetEntry>) -> Result<()> {
         let group = group.to_string();
-        self.with_offsets(move |log| log.commit(&group, offsets)).await
+        self.with_offsets(move |log| log.commit(&group, offsets))
+            .await
     }
 
     async fn committed_offsets(&self, group: &str) -> Result<Vec<OffsetEntry>> {
@@ -158,7 +159,8 @@ impl MetaStore for EmbeddedMetaStore {
 
     async fn delete_offsets(&self, group: &str, partitions: Vec<(String, i32)>) -> Result<()> {
         let group = group.to_string();
-        self.with_offsets(move |log| log.delete(&group, partitions)).await
+        self.with_offsets(move |log| log.delete(&group, partitions))
+            .await
     }
 
     async fn delete_group_offsets(&self, group: &str) -> Result<()> {
@@ -176,7 +178,9 @@ impl MetaStore for EmbeddedMetaStore {
 
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
         if count < 1 {
-            return Err(MetaError::Invalid(format!("cannot allocate {count} producer ids")));
+            return Err(MetaError::Invalid(format!(
+                "cannot allocate {count} producer ids"
+            )));
         }
         self.update(move |s| {
             let first = s.next_producer_id;
@@ -270,7 +274,10 @@ mod tests {
                 commit_timestamp_ms: 1,
             },
         };
-        store.commit_offsets("g", vec![entry(0, 5), entry(1, 7)]).await.unwrap();
+        store
+            .commit_offsets("g", vec![entry(0, 5), entry(1, 7)])
+            .await
+            .unwrap();
         store.commit_offsets("g", vec![entry(0, 9)]).await.unwrap();
         drop(store);
         // A crash in the middle of appending leaves half a line.
@@ -279,13 +286,15 @@ mod tests {
         data.extend_from_slice(b"{\"op\":\"commit\",\"gro");
         std::fs::write(&log, data).unwrap();
         let store = EmbeddedMetaStore::open(dir.path()).unwrap();
-        assert_eq!(store.committed_offsets("g").await.unwrap(), vec![entry(0, 9), entry(1, 7)]);
+        assert_eq!(
+            store.committed_offsets("g").await.unwrap(),
+            vec![entry(0, 9), entry(1, 7)]
+        );
         store.commit_offsets("g", vec![entry(2, 1)]).await.unwrap();
         drop(store);
         let store = EmbeddedMetaStore::open(dir.path()).unwrap();
         assert_eq!(store.committed_offsets("g").await.unwrap().len(), 3);
     }
-
 
     #[tokio::test]
     async fn passes_conformance_and_survives_reopen() {

@@ -48,10 +48,22 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> MetaError {
 
 fn apply(groups: &mut Groups, line: Line) {
     match line {
-        Line::Commit { group, topic, partition, committed } => {
-            groups.entry(group).or_default().insert((topic, partition), committed);
+        Line::Commit {
+            group,
+            topic,
+            partition,
+            committed,
+        } => {
+            groups
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), committed);
         }
-        Line::Delete { group, topic, partition } => {
+        Line::Delete {
+            group,
+            topic,
+            partition,
+        } => {
             if let Some(g) = groups.get_mut(&group) {
                 g.remove(&(topic, partition));
                 if g.is_empty() {
