@@ -30,6 +30,10 @@ pub struct BrokerConfig {
     pub wal_segment_bytes: u64,
     /// fdatasync the WAL (turning this off loses acks=all durability; for experiments only).
     pub wal_sync: bool,
+    /// Consumer-group settings (initial rebalance delay, session timeout bounds).
+    pub groups: crate::groups::GroupConfig,
+    /// Longest group id accepted.
+    pub max_group_id_len: usize,
 }
 
 impl BrokerConfig {
@@ -50,6 +54,8 @@ impl BrokerConfig {
             max_pending_bytes: 256 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             wal_sync: true,
+            groups: Default::default(),
+            max_group_id_len: 1024,
         }
     }
 }

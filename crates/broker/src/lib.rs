@@ -47,7 +47,10 @@ pub struct Broker {
     pub segments: Segments,
     pub metrics: Arc<Metrics>,
     pub object_store: Store,
+    pub coordinator: groups::Coordinator,
     cluster_id: String,
+    /// The current block of producer ids: next to hand out, end of block.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
     wal: Mutex<Option<Wal>>,
     /// Bytes (in KiB permits) produced but not yet synced: bounds memory when producers outrun
     /// the disk. A producer waits for permits before its batch is queued.
@@ -75,7 +78,7 @@ impl Broker {
         wal_config.sync = config.wal_sync;
         let (wal, recovered) = Wal::open(wal_config, registry.clone())?;
         let entries = recovered.entries.len();
-        registry.recover(&recovered.entries);
+        registry.recover(&recovered.entries, &wal.segments());
         info!(
             entries,
             topics = registry.topic_count(),
@@ -83,6 +86,7 @@ impl Broker {
             "partitions rebuilt from the wal"
         );
         let permits = (config.max_pending_bytes / 1024).max(1);
+        let config_groups = config.groups.clone();
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Self {
             segments: wal.segments(),
@@ -93,7 +97,9 @@ impl Broker {
             registry,
             metrics,
             object_store,
+            coordinator: groups::Coordinator::new(config_groups),
             cluster_id,
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
             shutdown,
         }))
     }
@@ -178,6 +184,32 @@ impl Broker {
             },
             Err(_) => Err(sediment_wal::WalError::Failed),
         }
+    }
+
+    /// Kafka refuses an empty group id; a very long one is refused too (it would be stored
+    /// with every committed offset).
+    pub fn check_group_id(&self, id: &str) -> Result<(), i16> {
+        if id.is_empty() || id.len() > self.config.max_group_id_len {
+            Err(kafka_protocol::ResponseError::InvalidGroupId.code())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A fresh producer id, from a block reserved in the MetaStore (1000 at a time, so a
+    /// restart skips at most the rest of a block and never reuses an id).
+    pub async fn next_producer_id(&self) -> Result<i64, sediment_meta::MetaError> {
+        const BLOCK: i64 = 1000;
+        // A tokio Mutex: the MetaStore call is awaited while it is held, on purpose, so two
+        // requests do not both reserve a block.
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let first = self.meta.allocate_producer_ids(BLOCK).await?;
+            *ids = (first, first + BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
     }
 
     pub(crate) fn pending_permits_total(&self) -> u32 {

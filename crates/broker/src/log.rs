@@ -7,7 +7,7 @@
 //! Consumers read only below the high watermark, so they never see a batch that a crash could
 //! take back. No lock here is ever held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sediment_meta::TopicMeta;
@@ -39,9 +39,126 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Batches in offset order.
     pub index: Vec<IndexEntry>,
+    /// Idempotent producers writing to this partition.
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+/// How many of a producer's latest batches are remembered for deduplication (Kafka: 5, the
+/// most a producer may have in flight with idempotence).
+pub const PRODUCER_BATCHES: usize = 5;
+
+/// One idempotent producer's state in a partition.
+#[derive(Debug, Default, Clone)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// Its latest batches, oldest first.
+    pub batches: VecDeque<SeqBatch>,
+}
+
+/// Sequence range and offsets of one appended batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub end_offset: i64,
+}
+
+/// Verdict on an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// The next batch in sequence: append it.
+    Fresh,
+    /// Already appended: answer with its original offsets.
+    Duplicate { base_offset: i64, end_offset: i64 },
+    /// Refuse with this error code.
+    Error(i16),
+}
+
+/// Last sequence of a batch of `count` records starting at `first` (sequences wrap at i32::MAX).
+pub fn last_sequence(first: i32, count: i32) -> i32 {
+    ((i64::from(first) + i64::from(count) - 1) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
 }
 
 impl PartitionState {
+    /// Checks an idempotent batch against the producer's state (Kafka's rules: stale epochs
+    /// are fenced, a new epoch starts at sequence 0, duplicates of the last five batches are
+    /// recognised, anything else out of order is refused).
+    pub fn check_sequence(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        count: i32,
+    ) -> SeqCheck {
+        use kafka_protocol::ResponseError;
+        let last_seq = last_sequence(first_seq, count);
+        match self.producers.get(&producer_id) {
+            None if first_seq == 0 => SeqCheck::Fresh,
+            None => SeqCheck::Error(ResponseError::OutOfOrderSequenceNumber.code()),
+            Some(p) if epoch < p.epoch => {
+                SeqCheck::Error(ResponseError::InvalidProducerEpoch.code())
+            }
+            Some(p) if epoch > p.epoch => {
+                if first_seq == 0 {
+                    SeqCheck::Fresh
+                } else {
+                    SeqCheck::Error(ResponseError::OutOfOrderSequenceNumber.code())
+                }
+            }
+            Some(p) => {
+                if let Some(b) = p
+                    .batches
+                    .iter()
+                    .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+                {
+                    return SeqCheck::Duplicate {
+                        base_offset: b.base_offset,
+                        end_offset: b.end_offset,
+                    };
+                }
+                match p.batches.back() {
+                    Some(b) if next_sequence(b.last_seq) == first_seq => SeqCheck::Fresh,
+                    None if first_seq == 0 => SeqCheck::Fresh,
+                    _ => SeqCheck::Error(ResponseError::OutOfOrderSequenceNumber.code()),
+                }
+            }
+        }
+    }
+
+    /// Remembers an appended idempotent batch.
+    pub fn record_sequence(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        count: i32,
+        base_offset: i64,
+    ) {
+        let entry = self.producers.entry(producer_id).or_default();
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(SeqBatch {
+            first_seq,
+            last_seq: last_sequence(first_seq, count),
+            base_offset,
+            end_offset: base_offset + i64::from(count),
+        });
+        while entry.batches.len() > PRODUCER_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+
     /// Index of the batch holding `offset`, or of the first batch after it.
     pub fn find(&self, offset: i64) -> usize {
         self.index.partition_point(|e| e.end_offset <= offset)
@@ -171,8 +288,9 @@ impl Registry {
             .cloned()
     }
 
-    /// Rebuilds partition state from recovered WAL entries (all durable).
-    pub fn recover(&self, entries: &[(EntryMeta, Position)]) {
+    /// Rebuilds partition state from recovered WAL entries (all durable), including each
+    /// idempotent producer's latest sequences, read from the stored batch headers.
+    pub fn recover(&self, entries: &[(EntryMeta, Position)], segments: &sediment_wal::Segments) {
         for (meta, pos) in entries {
             let Some(p) = self.partition_of(meta) else {
                 continue; // a deleted topic's batch
@@ -198,6 +316,22 @@ impl Registry {
             st.next_offset = end;
             st.high_watermark = end;
             st.leader_epoch = meta.leader_epoch;
+            if let Ok(h) = segments.read_prefix(pos, sediment_protocol::batch::HEADER_LEN) {
+                if h.len() == sediment_protocol::batch::HEADER_LEN {
+                    let producer_id = i64::from_be_bytes(h[43..51].try_into().unwrap_or([0xff; 8]));
+                    let epoch = i16::from_be_bytes([h[51], h[52]]);
+                    let first_seq = i32::from_be_bytes([h[53], h[54], h[55], h[56]]);
+                    if producer_id >= 0 {
+                        st.record_sequence(
+                            producer_id,
+                            epoch,
+                            first_seq,
+                            meta.record_count,
+                            meta.base_offset,
+                        );
+                    }
+                }
+            }
         }
     }
 }

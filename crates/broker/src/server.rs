@@ -117,6 +117,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
     });
 
     let mut stop = broker.shutdown_signal();
+    let peer_name = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     loop {
         let frame = tokio::select! {
             _ = crate::wait_stopped(&mut stop) => break,
@@ -138,7 +139,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
                 break;
             }
         };
-        let reply = handlers::dispatch(&broker, frame).await;
+        let reply = handlers::dispatch(&broker, frame, &peer_name).await;
         let close = matches!(reply, Reply::Close);
         if tx.send(reply).await.is_err() || close {
             break;

@@ -11,8 +11,81 @@ use sediment_protocol::versions::SUPPORTED;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn default_request(key: ApiKey) -> RequestKind {
+fn default_request(key: ApiKey, version: i16) -> RequestKind {
+    let group = || GroupId(StrBytes::from_static_str("every-version"));
     match key {
+        ApiKey::FindCoordinator => {
+            let mut r = FindCoordinatorRequest::default();
+            if version >= 4 {
+                r.coordinator_keys = vec![StrBytes::from_static_str("g")];
+            } else {
+                r.key = StrBytes::from_static_str("g");
+            }
+            RequestKind::FindCoordinator(r)
+        }
+        ApiKey::JoinGroup => {
+            let mut r = JoinGroupRequest::default();
+            r.group_id = group();
+            r.session_timeout_ms = 10;
+            r.protocol_type = StrBytes::from_static_str("consumer");
+            RequestKind::JoinGroup(r)
+        }
+        ApiKey::SyncGroup => {
+            let mut r = SyncGroupRequest::default();
+            r.group_id = group();
+            RequestKind::SyncGroup(r)
+        }
+        ApiKey::Heartbeat => {
+            let mut r = HeartbeatRequest::default();
+            r.group_id = group();
+            RequestKind::Heartbeat(r)
+        }
+        ApiKey::LeaveGroup => {
+            let mut r = LeaveGroupRequest::default();
+            r.group_id = group();
+            RequestKind::LeaveGroup(r)
+        }
+        ApiKey::OffsetCommit => {
+            let mut r = OffsetCommitRequest::default();
+            r.group_id = group();
+            r.generation_id_or_member_epoch = -1;
+            RequestKind::OffsetCommit(r)
+        }
+        ApiKey::OffsetFetch => {
+            let mut r = OffsetFetchRequest::default();
+            if version >= 8 {
+                let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                g.group_id = group();
+                r.groups = vec![g];
+            } else {
+                r.group_id = group();
+                r.topics = Some(vec![]);
+            }
+            RequestKind::OffsetFetch(r)
+        }
+        ApiKey::OffsetDelete => {
+            let mut r = OffsetDeleteRequest::default();
+            r.group_id = group();
+            RequestKind::OffsetDelete(r)
+        }
+        ApiKey::DescribeGroups => {
+            let mut r = DescribeGroupsRequest::default();
+            r.groups = vec![group()];
+            RequestKind::DescribeGroups(r)
+        }
+        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => {
+            let mut r = DeleteGroupsRequest::default();
+            r.groups_names = vec![group()];
+            RequestKind::DeleteGroups(r)
+        }
+        ApiKey::InitProducerId => {
+            let mut r = InitProducerIdRequest::default();
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+            r.transaction_timeout_ms = 60_000;
+            RequestKind::InitProducerId(r)
+        }
         ApiKey::Produce => {
             let mut r = ProduceRequest::default();
             r.acks = -1;
@@ -65,7 +138,9 @@ async fn every_advertised_version_is_served() {
             header
                 .encode(&mut buf, key.request_header_version(version))
                 .unwrap();
-            default_request(key).encode(&mut buf, version).unwrap();
+            default_request(key, version)
+                .encode(&mut buf, version)
+                .unwrap();
             s.write_all(&(buf.len() as i32).to_be_bytes())
                 .await
                 .unwrap();

@@ -4,6 +4,7 @@
 //! broker (and the disk under it) so performance claims come with numbers.
 
 mod bench;
+mod groups;
 mod serve;
 mod settings;
 mod topics;
@@ -28,6 +29,8 @@ enum Command {
     Serve(Box<settings::ServeArgs>),
     /// List, create, describe and delete topics on a running broker.
     Topics(topics::TopicsArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    Groups(groups::GroupsArgs),
     /// Measure produce and consume throughput and produce latency against a running broker.
     Bench(bench::BenchArgs),
 }
@@ -56,6 +59,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
             Command::Topics(args) => topics::run(args).await,
+            Command::Groups(args) => groups::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

@@ -54,6 +54,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = s.max_connections;
     config.max_pending_bytes = s.max_pending_bytes;
     config.wal_segment_bytes = s.wal_segment_bytes;
+    config.groups.initial_rebalance_delay =
+        std::time::Duration::from_millis(s.group_initial_rebalance_delay_ms);
 
     let object_url = s
         .object_store

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Most produced bytes waiting for a WAL sync before producers wait [default: 268435456]
     #[arg(long, env = "SEDIMENT_MAX_PENDING_BYTES")]
     pub max_pending_bytes: Option<usize>,
+    /// How long a new group waits for more members before its first rebalance completes,
+    /// extended by each member that joins meanwhile [default: 300]
+    #[arg(long, env = "SEDIMENT_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Size at which the WAL starts a new segment file [default: 67108864]
     #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
@@ -75,6 +79,7 @@ struct FileSettings {
     fetch_max_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_pending_bytes: Option<usize>,
+    group_initial_rebalance_delay_ms: Option<u64>,
     wal_segment_bytes: Option<u64>,
 }
 
@@ -94,6 +99,7 @@ pub struct Settings {
     pub fetch_max_bytes: usize,
     pub max_connections: usize,
     pub max_pending_bytes: usize,
+    pub group_initial_rebalance_delay_ms: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -149,6 +155,10 @@ impl Settings {
                 .max_pending_bytes
                 .or(file.max_pending_bytes)
                 .unwrap_or(256 * 1024 * 1024),
+            group_initial_rebalance_delay_ms: args
+                .group_initial_rebalance_delay_ms
+                .or(file.group_initial_rebalance_delay_ms)
+                .unwrap_or(300),
             wal_segment_bytes: args
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)

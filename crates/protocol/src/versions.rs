@@ -19,6 +19,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 5),
+    (ApiKey::JoinGroup, 2, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The version range served for `api_key`, if any.
@@ -67,7 +79,7 @@ mod tests {
         }
         assert!(is_supported(ApiKey::Metadata as i16, 0));
         assert!(!is_supported(ApiKey::Produce as i16, 2));
-        assert!(!is_supported(ApiKey::JoinGroup as i16, 5));
+        assert!(!is_supported(ApiKey::JoinGroup as i16, 1));
         assert!(!is_supported(999, 0));
     }
 }

@@ -159,6 +159,15 @@ impl Segments {
         }
     }
 
+    /// Reads the first `len` bytes (at most) of the batch at `pos`.
+    pub fn read_prefix(&self, pos: &Position, len: usize) -> Result<Bytes, WalError> {
+        let short = Position {
+            len: pos.len.min(len as u32),
+            ..*pos
+        };
+        self.read(&short)
+    }
+
     /// Reads the batch bytes at `pos`. Blocking (a `pread`), normally served from page cache.
     pub fn read(&self, pos: &Position) -> Result<Bytes, WalError> {
         let file = self

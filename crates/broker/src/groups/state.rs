@@ -518,7 +518,7 @@ impl Group {
         self.join_not_before = None;
         self.generation += 1;
         if self.members.is_empty() {
-            self.to_empty();
+            self.become_empty();
             return;
         }
         self.protocol = self.select_protocol();
@@ -544,7 +544,7 @@ impl Group {
         }
     }
 
-    fn to_empty(&mut self) {
+    fn become_empty(&mut self) {
         self.state = State::Empty;
         self.protocol = None;
         self.protocol_type = None;
@@ -725,7 +725,7 @@ impl Group {
     fn after_removal(&mut self, now: Instant) {
         if self.members.is_empty() && self.state != State::PreparingRebalance {
             self.generation += 1;
-            self.to_empty();
+            self.become_empty();
         } else if self.state == State::PreparingRebalance {
             self.maybe_complete_join(now);
         } else {

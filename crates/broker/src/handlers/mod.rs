@@ -8,21 +8,36 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
+    ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sediment_meta::MetaError;
@@ -61,6 +76,10 @@ fn ready(encoded: Option<Bytes>) -> Reply {
     encoded.map_or(Reply::Close, Reply::Ready)
 }
 
+fn later(fut: impl std::future::Future<Output = Option<Bytes>> + Send + 'static) -> Reply {
+    Reply::Later(Box::pin(fut))
+}
+
 /// Kafka error code for a metadata-store failure.
 pub fn meta_error_code(e: &MetaError) -> i16 {
     match e {
@@ -76,7 +95,7 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 }
 
 /// Decodes and answers one request frame.
-pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
+pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Reply {
     if frame.len() < 8 {
         broker.metrics.bad_requests.inc();
         warn!(
@@ -104,11 +123,15 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         warn!(?key, version, "unsupported api version; closing connection");
         return Reply::Close;
     }
-    if let Err(e) = RequestHeader::decode(&mut frame, key.request_header_version(version)) {
-        broker.metrics.bad_requests.inc();
-        warn!(?key, error = %e, "undecodable request header; closing connection");
-        return Reply::Close;
-    }
+    let header = match RequestHeader::decode(&mut frame, key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => {
+            broker.metrics.bad_requests.inc();
+            warn!(?key, error = %e, "undecodable request header; closing connection");
+            return Reply::Close;
+        }
+    };
+    let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
     broker
         .metrics
         .requests
@@ -194,6 +217,93 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes) -> Reply {
         ApiKey::DescribeCluster => {
             let req = decode!(DescribeClusterRequest);
             ready(encode(cid, version, &describe_cluster::handle(broker, req)))
+        }
+        ApiKey::FindCoordinator => {
+            let req = decode!(FindCoordinatorRequest);
+            ready(encode(
+                cid,
+                version,
+                &find_coordinator::handle(broker, version, req),
+            ))
+        }
+        ApiKey::JoinGroup => {
+            let req = decode!(JoinGroupRequest);
+            // A join waits for the whole group: answer it from the response queue.
+            let (b, client_id, peer) = (broker.clone(), client_id.to_string(), format!("/{peer}"));
+            later(async move {
+                let resp = join_group::handle(&b, version, req, &client_id, &peer).await;
+                encode(cid, version, &resp)
+            })
+        }
+        ApiKey::SyncGroup => {
+            let req = decode!(SyncGroupRequest);
+            let b = broker.clone();
+            later(async move { encode(cid, version, &sync_group::handle(&b, version, req).await) })
+        }
+        ApiKey::Heartbeat => {
+            let req = decode!(HeartbeatRequest);
+            ready(encode(cid, version, &heartbeat::handle(broker, req).await))
+        }
+        ApiKey::LeaveGroup => {
+            let req = decode!(LeaveGroupRequest);
+            ready(encode(
+                cid,
+                version,
+                &leave_group::handle(broker, version, req).await,
+            ))
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode!(OffsetCommitRequest);
+            let b = broker.clone();
+            later(async move { encode(cid, version, &offset_commit::handle(&b, req).await) })
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode!(OffsetFetchRequest);
+            ready(encode(
+                cid,
+                version,
+                &offset_fetch::handle(broker, version, req).await,
+            ))
+        }
+        ApiKey::OffsetDelete => {
+            let req = decode!(OffsetDeleteRequest);
+            ready(encode(
+                cid,
+                version,
+                &offset_delete::handle(broker, req).await,
+            ))
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode!(DescribeGroupsRequest);
+            ready(encode(
+                cid,
+                version,
+                &describe_groups::handle(broker, version, req).await,
+            ))
+        }
+        ApiKey::ListGroups => {
+            let req = decode!(ListGroupsRequest);
+            ready(encode(
+                cid,
+                version,
+                &list_groups::handle(broker, version, req).await,
+            ))
+        }
+        ApiKey::DeleteGroups => {
+            let req = decode!(DeleteGroupsRequest);
+            ready(encode(
+                cid,
+                version,
+                &delete_groups::handle(broker, req).await,
+            ))
+        }
+        ApiKey::InitProducerId => {
+            let req = decode!(InitProducerIdRequest);
+            ready(encode(
+                cid,
+                version,
+                &init_producer_id::handle(broker, req).await,
+            ))
         }
         _ => {
             // Unreachable while SUPPORTED and this match agree; a unit test checks they do.

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::{encode, str_bytes, ResponseError};
-use crate::log::Topic;
+use crate::log::{SeqCheck, Topic};
 use crate::server::Reply;
 use crate::Broker;
 
@@ -38,6 +38,14 @@ enum Outcome {
         base_offset: i64,
         log_start_offset: i64,
         waits: Vec<oneshot::Receiver<Result<Position, WalError>>>,
+    },
+    /// An idempotent producer's retry of a batch already appended: answered with the original
+    /// offsets once that batch is durable.
+    Duplicate {
+        base_offset: i64,
+        end_offset: i64,
+        log_start_offset: i64,
+        partition: Arc<crate::log::Partition>,
     },
 }
 
@@ -71,6 +79,13 @@ async fn append_partition(
             return failed(batch_error_code(&e), e.to_string());
         }
     };
+    let idempotent = infos.iter().any(|i| i.producer_id >= 0);
+    if idempotent && infos.len() != 1 {
+        return failed(
+            ResponseError::InvalidRecord.code(),
+            "an idempotent produce carries exactly one batch per partition",
+        );
+    }
     // Wait for room in the pending-bytes budget first, so a producer outrunning the disk is
     // slowed here instead of growing memory.
     let kib = (records.len() / 1024 + 1) as u32;
@@ -88,6 +103,39 @@ async fn append_partition(
             "partition state poisoned",
         );
     };
+    if idempotent {
+        let i = &infos[0];
+        match st.check_sequence(
+            i.producer_id,
+            i.producer_epoch,
+            i.base_sequence,
+            i.record_count,
+        ) {
+            SeqCheck::Fresh => {}
+            SeqCheck::Error(code) => {
+                warn!(
+                    topic = %topic.meta.name, partition = index, producer_id = i.producer_id,
+                    epoch = i.producer_epoch, sequence = i.base_sequence, code,
+                    "refused idempotent batch"
+                );
+                return failed(
+                    code,
+                    "sequence or epoch does not follow the producer's last batch",
+                );
+            }
+            SeqCheck::Duplicate {
+                base_offset,
+                end_offset,
+            } => {
+                return Outcome::Duplicate {
+                    base_offset,
+                    end_offset,
+                    log_start_offset: st.log_start_offset,
+                    partition: partition.clone(),
+                };
+            }
+        }
+    }
     let base_offset = st.next_offset;
     let mut waits = Vec::with_capacity(infos.len());
     let n = infos.len();
@@ -121,6 +169,15 @@ async fn append_partition(
         };
         if let Err(e) = broker.submit(append) {
             return failed(ResponseError::KafkaStorageError.code(), e.to_string());
+        }
+        if idempotent {
+            st.record_sequence(
+                info.producer_id,
+                info.producer_epoch,
+                info.base_sequence,
+                info.record_count,
+                offset,
+            );
         }
         st.next_offset += i64::from(info.record_count);
         waits.push(rx);
@@ -185,6 +242,7 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
             Reply::Nothing
         };
     }
+    let broker = broker.clone();
     let fut = async move {
         let mut resp = ProduceResponse::default();
         for (name, parts) in topics {
@@ -199,6 +257,19 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                         pr.base_offset = -1;
                         if version >= 8 {
                             pr.error_message = Some(str_bytes(msg));
+                        }
+                    }
+                    Outcome::Duplicate {
+                        base_offset,
+                        end_offset,
+                        log_start_offset,
+                        partition,
+                    } => {
+                        pr.base_offset = base_offset;
+                        pr.log_start_offset = log_start_offset;
+                        if !wait_durable(&broker, &partition, end_offset).await {
+                            pr.error_code = ResponseError::RequestTimedOut.code();
+                            pr.base_offset = -1;
                         }
                     }
                     Outcome::Queued {
@@ -233,6 +304,27 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
         encode(cid, version, &resp)
     };
     Reply::Later(fut.boxed())
+}
+
+/// Waits (up to 30 s) until `partition`'s high watermark covers `end_offset`.
+async fn wait_durable(broker: &Broker, partition: &crate::log::Partition, end_offset: i64) -> bool {
+    let mut hw = broker.registry.hw_watch();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        hw.borrow_and_update();
+        let reached = partition
+            .state
+            .lock()
+            .map(|s| s.high_watermark >= end_offset)
+            .unwrap_or(false);
+        if reached {
+            return true;
+        }
+        tokio::select! {
+            changed = hw.changed() => if changed.is_err() { return false },
+            _ = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
 }
 
 fn respond_all(cid: i32, version: i16, req: &ProduceRequest, code: i16) -> Reply {

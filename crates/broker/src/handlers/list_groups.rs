@@ -1,0 +1,50 @@
+//! ListGroups: groups with members or committed offsets, optionally filtered by state (v4+).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::str_bytes;
+use crate::Broker;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for id in broker.meta.offset_groups().await.unwrap_or_default() {
+        found.insert(id, ("Empty".into(), "consumer".into()));
+    }
+    for id in broker.coordinator.group_ids() {
+        if let Some(view) = broker.coordinator.view(&id).await {
+            let protocol_type = if view.protocol_type.is_empty() {
+                "consumer".to_string()
+            } else {
+                view.protocol_type
+            };
+            found.insert(id, (view.state.name().to_string(), protocol_type));
+        }
+    }
+    let mut resp = ListGroupsResponse::default();
+    for (id, (state, protocol_type)) in found {
+        let wanted = req.states_filter.is_empty()
+            || req
+                .states_filter
+                .iter()
+                .any(|s| s.as_str().eq_ignore_ascii_case(&state));
+        if !wanted || state == "Dead" {
+            continue;
+        }
+        let mut g = ListedGroup::default();
+        g.group_id = GroupId(str_bytes(id));
+        g.protocol_type = str_bytes(protocol_type);
+        if version >= 4 {
+            g.group_state = str_bytes(state);
+        }
+        resp.groups.push(g);
+    }
+    resp
+}
