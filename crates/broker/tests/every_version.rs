@@ -81,6 +81,7 @@ fn default_request(key: ApiKey, version: i16) -> RequestKind {
         }
         ApiKey::InitProducerId => {
             let mut r = InitProducerIdRequest::default();
+            r.transactional_id = None;
             r.producer_id = ProducerId(-1);
             r.producer_epoch = -1;
             r.transaction_timeout_ms = 60_000;

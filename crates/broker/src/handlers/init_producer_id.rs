@@ -12,6 +12,10 @@ pub async fn handle(broker: &Arc<Broker>, req: InitProducerIdRequest) -> InitPro
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
+    if req.transactional_id.as_ref().is_some_and(|t| t.is_empty()) {
+        resp.error_code = ResponseError::InvalidRequest.code();
+        return resp;
+    }
     if req.transactional_id.is_some() {
         tracing::warn!("InitProducerId with a transactional id: transactions are not supported");
         resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
