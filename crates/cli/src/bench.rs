@@ -65,6 +65,13 @@ pub struct BenchArgs {
     /// Skip the consume phase.
     #[arg(long)]
     no_consume: bool,
+    /// Instead of produce/consume: commit offsets for this many partitions per OffsetCommit,
+    /// `--commits` times, one request at a time, and report the latency.
+    #[arg(long)]
+    offset_commit_partitions: Option<i32>,
+    /// Number of OffsetCommit requests in the offset-commit benchmark.
+    #[arg(long, default_value_t = 2000)]
+    commits: u32,
     /// After the full-speed phase, produce half as many records again paced at half the
     /// measured throughput, and report that latency.
     #[arg(long)]
@@ -195,6 +202,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     if args.partitions < 1 || args.records == 0 || args.record_size == 0 || args.inflight == 0 {
         bail!("--partitions, --records, --record-size and --inflight must be positive");
+    }
+    if let Some(partitions) = args.offset_commit_partitions {
+        return commit_bench(&args, partitions).await;
     }
     println!(
         "sediment bench: {} records of {} B, {} partitions, acks={}, batch {} B, inflight {}",
@@ -439,4 +449,81 @@ impl Phase<'_> {
         }
         Ok(mib(bytes) / secs)
     }
+}
+
+/// OffsetCommit latency: one group, `partitions` partitions per request, one request at a time.
+async fn commit_bench(args: &BenchArgs, partitions: i32) -> anyhow::Result<()> {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
+    let client = Client::connect(&args.bootstrap)
+        .await
+        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let topic = format!(
+        "sediment-commit-bench-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let mut ct = CreatableTopic::default();
+    ct.name = TopicName(StrBytes::from_string(topic.clone()));
+    ct.num_partitions = partitions;
+    ct.replication_factor = -1;
+    let mut creq = CreateTopicsRequest::default();
+    creq.topics = vec![ct];
+    let cresp = client.send(5, &creq).await?;
+    if let Some(r) = cresp.topics.first().filter(|r| r.error_code != 0) {
+        bail!("creating topic {topic}: error code {}", r.error_code);
+    }
+    println!(
+        "sediment bench: OffsetCommit of {partitions} partitions, {} requests, one at a time",
+        args.commits
+    );
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut progress = Progress {
+        last: Instant::now(),
+        label: "offset commits",
+    };
+    let start = Instant::now();
+    for i in 0..args.commits {
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.clone()));
+        t.partitions = (0..partitions)
+            .map(|p| {
+                let mut cp = OffsetCommitRequestPartition::default();
+                cp.partition_index = p;
+                cp.committed_offset = i64::from(i);
+                cp.committed_leader_epoch = -1;
+                cp
+            })
+            .collect();
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(StrBytes::from_static_str("sediment-commit-bench"));
+        req.generation_id_or_member_epoch = -1;
+        req.topics = vec![t];
+        let t0 = Instant::now();
+        let resp = client.send(8, &req).await?;
+        hist.record(t0.elapsed().as_micros().max(1) as u64)?;
+        for t in &resp.topics {
+            if let Some(p) = t.partitions.iter().find(|p| p.error_code != 0) {
+                bail!(
+                    "commit of partition {} failed with error code {}",
+                    p.partition_index,
+                    p.error_code
+                );
+            }
+        }
+        progress.tick(u64::from(i) + 1, u64::from(args.commits), 0, start);
+    }
+    eprintln!();
+    println!(
+        "offset commit ({partitions} partitions): {:.0} commits/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        f64::from(args.commits) / start.elapsed().as_secs_f64(),
+        hist.value_at_quantile(0.50) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0,
+        hist.max() as f64 / 1000.0
+    );
+    Ok(())
 }

@@ -311,6 +311,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_offsets_log_is_compacted_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedMetaStore::open(dir.path()).unwrap();
+        for round in 0..150i64 {
+            let batch = (0..1000)
+                .map(|p| OffsetEntry {
+                    topic: "t".into(),
+                    partition: p,
+                    committed: crate::CommittedOffset {
+                        offset: round,
+                        leader_epoch: -1,
+                        metadata: None,
+                        commit_timestamp_ms: 0,
+                    },
+                })
+                .collect();
+            store.commit_offsets("g", batch).await.unwrap();
+        }
+        let lines = std::fs::read_to_string(dir.path().join("offsets.log"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            lines < 102_000,
+            "150,000 commits of 1,000 live offsets left {lines} lines"
+        );
+        let got = store.committed_offsets("g").await.unwrap();
+        assert_eq!(got.len(), 1000);
+        assert!(got.iter().all(|e| e.committed.offset == 149));
+        drop(store);
+        let again = EmbeddedMetaStore::open(dir.path()).unwrap();
+        assert_eq!(again.committed_offsets("g").await.unwrap(), got);
+    }
+
+    #[tokio::test]
     async fn garbage_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();

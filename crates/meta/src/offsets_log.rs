@@ -40,6 +40,8 @@ pub(crate) struct OffsetsLog {
     path: PathBuf,
     file: File,
     pub(crate) groups: Groups,
+    /// Lines in the file, live or superseded.
+    lines: usize,
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> MetaError {
@@ -112,6 +114,7 @@ impl OffsetsLog {
                 .map_err(|e| unavailable("opening offsets log", e))?,
             path,
             groups,
+            lines,
         };
         if good < data.len() || lines > 2 * live + 1000 {
             log.rewrite()?;
@@ -149,7 +152,12 @@ impl OffsetsLog {
             .append(true)
             .open(&self.path)
             .map_err(|e| unavailable("opening offsets log", e))?;
+        self.lines = self.live();
         Ok(())
+    }
+
+    fn live(&self) -> usize {
+        self.groups.values().map(BTreeMap::len).sum()
     }
 
     fn append(&mut self, lines: Vec<Line>) -> Result<()> {
@@ -162,8 +170,13 @@ impl OffsetsLog {
             .write_all(&buf)
             .and_then(|_| self.file.sync_data())
             .map_err(|e| unavailable("writing offsets log", e))?;
+        self.lines += lines.len();
         for line in lines {
             apply(&mut self.groups, line);
+        }
+        // Mostly superseded lines: rewrite compactly so the file and replay stay small.
+        if self.lines > 2 * self.live() + 100_000 {
+            self.rewrite()?;
         }
         Ok(())
     }
