@@ -206,3 +206,18 @@ async fn invalid_topic_names_are_refused_everywhere() {
     assert!(all.topics.is_empty(), "no topic was created");
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn two_batches_for_one_partition_are_refused_like_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    let mut two = batch(&["a"]).to_vec();
+    two.extend_from_slice(&batch(&["b"]));
+    assert_eq!(
+        produce(&c, "t", 0, two.into()).await.0,
+        ResponseError::InvalidRecord.code()
+    );
+    assert_eq!(produce(&c, "t", 0, batch(&["c"])).await, (0, 0));
+    tb.stop().await;
+}

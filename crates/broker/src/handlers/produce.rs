@@ -79,13 +79,14 @@ async fn append_partition(
             return failed(batch_error_code(&e), e.to_string());
         }
     };
-    let idempotent = infos.iter().any(|i| i.producer_id >= 0);
-    if idempotent && infos.len() != 1 {
+    // Kafka accepts exactly one record batch per partition in Produce v3 and later.
+    if infos.len() != 1 {
         return failed(
             ResponseError::InvalidRecord.code(),
-            "an idempotent produce carries exactly one batch per partition",
+            "a produce request carries exactly one record batch per partition",
         );
     }
+    let idempotent = infos[0].producer_id >= 0;
     // Wait for room in the pending-bytes budget first, so a producer outrunning the disk is
     // slowed here instead of growing memory.
     let kib = (records.len() / 1024 + 1) as u32;
