@@ -34,6 +34,9 @@ pub struct BrokerConfig {
     pub groups: crate::groups::GroupConfig,
     /// Longest group id accepted.
     pub max_group_id_len: usize,
+    /// Committed offsets of a group without members expire this long after their commit
+    /// (Kafka: offsets.retention.minutes, 7 days).
+    pub offsets_retention: std::time::Duration,
 }
 
 impl BrokerConfig {
@@ -56,6 +59,7 @@ impl BrokerConfig {
             wal_sync: true,
             groups: Default::default(),
             max_group_id_len: 1024,
+            offsets_retention: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

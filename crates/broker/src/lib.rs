@@ -212,6 +212,62 @@ impl Broker {
         Ok(id)
     }
 
+    /// Deletes committed offsets older than the retention of groups that have no members
+    /// (KIP-211: a group's offsets are kept while it has members). `now_ms` is passed in so
+    /// tests need not wait. Returns how many offsets went.
+    pub async fn expire_offsets(&self, now_ms: i64) -> usize {
+        let retention_ms = self.config.offsets_retention.as_millis() as i64;
+        let groups = self.meta.offset_groups().await.unwrap_or_default();
+        let mut expired = 0;
+        for group in groups {
+            let active = self
+                .coordinator
+                .view(&group)
+                .await
+                .is_some_and(|v| !v.members.is_empty());
+            if active {
+                continue;
+            }
+            let old: Vec<(String, i32)> = self
+                .meta
+                .committed_offsets(&group)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.committed.commit_timestamp_ms.saturating_add(retention_ms) < now_ms)
+                .map(|e| (e.topic, e.partition))
+                .collect();
+            if old.is_empty() {
+                continue;
+            }
+            let n = old.len();
+            match self.meta.delete_offsets(&group, old).await {
+                Ok(()) => {
+                    info!(group, offsets = n, "expired committed offsets");
+                    expired += n;
+                }
+                Err(e) => tracing::warn!(group, error = %e, "expiring offsets failed"),
+            }
+        }
+        expired
+    }
+
+    /// Runs [`Broker::expire_offsets`] every `every` until shutdown.
+    pub async fn run_offset_expiry(self: Arc<Self>, every: std::time::Duration) {
+        let mut stop = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = wait_stopped(&mut stop) => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            self.expire_offsets(now_ms).await;
+        }
+    }
+
     pub(crate) fn pending_permits_total(&self) -> u32 {
         (self.config.max_pending_bytes / 1024).max(1) as u32
     }

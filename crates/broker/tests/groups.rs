@@ -117,3 +117,26 @@ async fn bad_group_requests_get_kafka_error_codes() {
     assert_eq!(resp.error_code, ResponseError::UnknownMemberId.code());
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn offsets_of_groups_without_members_expire_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.offsets_retention = std::time::Duration::from_secs(3600)
+    })
+    .await;
+    let c = tb.client().await;
+    assert_eq!(produce(&c, "t", 0, batch(&["a"])).await.0, 0);
+    let resp = c.send(8, &commit("old", "t", 0, 1, "")).await.unwrap();
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Within the retention nothing goes; past it, the offset does.
+    assert_eq!(tb.broker.expire_offsets(now + 1000).await, 0);
+    assert_eq!(fetch_committed(&c, "old").await.len(), 1);
+    assert_eq!(tb.broker.expire_offsets(now + 3_600_000 + 1000).await, 1);
+    assert!(fetch_committed(&c, "old").await.is_empty());
+    tb.stop().await;
+}

@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = s.max_connections;
     config.max_pending_bytes = s.max_pending_bytes;
     config.wal_segment_bytes = s.wal_segment_bytes;
+    config.offsets_retention = std::time::Duration::from_secs(s.offsets_retention_minutes * 60);
     config.groups.initial_rebalance_delay =
         std::time::Duration::from_millis(s.group_initial_rebalance_delay_ms);
 
@@ -75,6 +76,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener));
     let kafka_task = tokio::spawn(server::run(broker.clone(), kafka));
+    tokio::spawn(
+        broker
+            .clone()
+            .run_offset_expiry(std::time::Duration::from_secs(60)),
+    );
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");

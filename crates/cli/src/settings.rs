@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// extended by each member that joins meanwhile [default: 300]
     #[arg(long, env = "SEDIMENT_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Committed offsets of a group without members expire this many minutes after their
+    /// commit [default: 10080]
+    #[arg(long, env = "SEDIMENT_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
     /// Size at which the WAL starts a new segment file [default: 67108864]
     #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
@@ -80,6 +84,7 @@ struct FileSettings {
     max_connections: Option<usize>,
     max_pending_bytes: Option<usize>,
     group_initial_rebalance_delay_ms: Option<u64>,
+    offsets_retention_minutes: Option<u64>,
     wal_segment_bytes: Option<u64>,
 }
 
@@ -100,6 +105,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_pending_bytes: usize,
     pub group_initial_rebalance_delay_ms: u64,
+    pub offsets_retention_minutes: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -159,6 +165,10 @@ impl Settings {
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms)
                 .unwrap_or(300),
+            offsets_retention_minutes: args
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes)
+                .unwrap_or(10_080),
             wal_segment_bytes: args
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
