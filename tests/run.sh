@@ -3,9 +3,10 @@
 #
 #     bash tests/run.sh [extra pytest args, e.g. -k kcat]
 #
-# 1. installs what is missing: apt packages (kcat, protobuf-compiler, etcd-server, curl)
-#    and a Python venv at <repo>/.venv with the pinned packages of
-#    tests/integration/requirements.txt (each step is skipped when already done);
+# 1. installs what is missing: apt packages (kcat, protobuf-compiler, etcd-server, curl,
+#    nodejs, npm), a Python venv at <repo>/.venv with the pinned packages of
+#    tests/integration/requirements.txt, and kafkajs in tests/integration/js/node_modules
+#    from its package-lock.json (each step is skipped when already done);
 # 2. cargo build --workspace --bins;
 # 3. cargo nextest run --workspace (cargo test --workspace without nextest);
 # 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker.
@@ -27,9 +28,10 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- apt packages
-declare -A PKG_FOR_CMD=([kcat]=kcat [protoc]=protobuf-compiler [etcd]=etcd-server [curl]=curl [python3]=python3)
+declare -A PKG_FOR_CMD=([kcat]=kcat [protoc]=protobuf-compiler [etcd]=etcd-server [curl]=curl [python3]=python3
+                        [node]=nodejs [npm]=npm)
 missing=()
-for cmd in kcat protoc etcd curl python3; do
+for cmd in kcat protoc etcd curl python3 node npm; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR_CMD[$cmd]}")
 done
 # Creating the venv needs ensurepip (Debian's python3-venv); only ask for it when the venv is missing.
@@ -60,6 +62,18 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$want_sum" ]]; then
   say "pip install -r $REQS"
   .venv/bin/python -m pip install --disable-pip-version-check --no-input -q -r "$REQS"
   echo "$want_sum" >"$STAMP"
+fi
+
+# ------------------------------------------------------------ kafkajs (node)
+# `npm ci` installs exactly what package-lock.json pins; the stamp inside node_modules
+# records which lock it was, so this is skipped until the lock changes.
+JS_DIR=tests/integration/js
+JS_STAMP=$JS_DIR/node_modules/.sediment-package-lock.sha256
+js_sum="$(sha256sum "$JS_DIR/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$JS_STAMP" || "$(cat "$JS_STAMP")" != "$js_sum" ]]; then
+  say "npm ci in $JS_DIR"
+  (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$js_sum" >"$JS_STAMP"
 fi
 
 # ------------------------------------------------------------------------ cargo

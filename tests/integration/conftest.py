@@ -74,7 +74,8 @@ class Broker:
                  num_partitions: int | None = None,
                  max_request_bytes: int | None = None,
                  message_max_bytes: int | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None,
+                 advertised_addr: str | None = None):
         self.binary = Path(binary)
         self.name = name
         self.workdir = Path(workdir)
@@ -83,6 +84,9 @@ class Broker:
         self.data_dir.mkdir(exist_ok=True)
         self.log_path = self.workdir / "broker.log"
         self.port, self.http_port = _pick_free_ports(2)
+        # host:port given to clients in Metadata (default: the Kafka listener itself);
+        # a test that puts a proxy in front of the broker advertises the proxy.
+        self.advertised_addr = advertised_addr
         self.options: list[str] = []
         if auto_create_topics is not None:
             self.options += ["--auto-create-topics", "true" if auto_create_topics else "false"]
@@ -114,7 +118,7 @@ class Broker:
         return [
             str(self.binary), "serve",
             "--kafka-addr", self.bootstrap,
-            "--advertised-addr", self.bootstrap,
+            "--advertised-addr", self.advertised_addr or self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--http-addr", f"127.0.0.1:{self.http_port}",
             "--broker-id", "0",
@@ -247,7 +251,8 @@ def broker_factory(request, tmp_path_factory):
     """Returns `make(**options) -> Broker` that starts a new broker.
 
     Options are Broker's keyword arguments (auto_create_topics,
-    num_partitions, max_request_bytes, message_max_bytes, extra_args) plus
+    num_partitions, max_request_bytes, message_max_bytes, extra_args,
+    advertised_addr) plus
     `start=False` to get a broker that is not started yet.
     """
     brokers: list[Broker] = []

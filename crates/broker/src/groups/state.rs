@@ -68,6 +68,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// (member id, group instance id, metadata): only for the leader.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814: the leader already assigned this generation; it must not assign again.
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -408,7 +410,6 @@ impl Group {
         if let Some(old) = m.sync.take() {
             let _ = old.send(SyncResult::error(code(ResponseError::FencedInstanceId)));
         }
-        let unchanged = m.protocols == args.protocols;
         m.protocols = args.protocols;
         m.session_timeout = args.session_timeout;
         m.rebalance_timeout = args.rebalance_timeout;
@@ -419,8 +420,14 @@ impl Group {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
-        if self.state == State::Stable && unchanged && !was_leader {
-            let result = self.join_result(&new_id);
+        // A restarted static member whose metadata leaves the group's protocol as it is
+        // takes its old place in the current generation: no rebalance (KIP-345). Its
+        // metadata may differ (a cooperative assignor's owned partitions are empty after a
+        // restart); only the protocol choice matters. A rejoining leader gets the member
+        // list but is told to skip the assignment (KIP-814).
+        if self.state == State::Stable && self.select_protocol() == self.protocol {
+            let mut result = self.join_result(&new_id);
+            result.skip_assignment = was_leader;
             let _ = reply.send(result);
             return;
         }
@@ -474,6 +481,7 @@ impl Group {
             } else {
                 Vec::new()
             },
+            skip_assignment: false,
         }
     }
 
@@ -547,7 +555,7 @@ impl Group {
     fn become_empty(&mut self) {
         self.state = State::Empty;
         self.protocol = None;
-        self.protocol_type = None;
+        // The protocol type stays, as in Kafka: an emptied consumer group is still one.
         self.leader = None;
     }
 

@@ -345,3 +345,34 @@ async fn commits_are_checked_against_membership() {
         "no outside commits while members own the partitions"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_with_new_metadata_rejoins_without_a_rebalance_while_the_protocol_holds() {
+    let c = Coordinator::new(GroupConfig::default());
+    let mut a = args("", &["cooperative-sticky"]);
+    a.instance_id = Some("leader-instance".into());
+    let j = c.join("g", a.clone()).await;
+    assert_eq!((j.error, j.generation), (0, 1));
+    c.sync(
+        "g",
+        sync_args(
+            &j.member_id,
+            1,
+            vec![(j.member_id.clone(), Bytes::from("own"))],
+        ),
+    )
+    .await;
+    // The leader restarts: new member id, different metadata bytes, same protocol.
+    let mut again = a.clone();
+    again.protocols = vec![(
+        "cooperative-sticky".into(),
+        Bytes::from("no-owned-partitions"),
+    )];
+    let back = c.join("g", again).await;
+    assert_eq!((back.error, back.generation), (0, 1), "same generation");
+    assert!(back.skip_assignment, "the leader must not assign again");
+    assert_eq!(back.leader, back.member_id);
+    let s = c.sync("g", sync_args(&back.member_id, 1, vec![])).await;
+    assert_eq!(s.assignment, Bytes::from("own"));
+    assert_eq!(c.view("g").await.unwrap().state, State::Stable);
+}

@@ -54,9 +54,6 @@ pub async fn handle(
                     .map(|o| !o.is_empty())
                     .unwrap_or(false);
                 g.group_state = str_bytes(if has_offsets { "Empty" } else { "Dead" });
-                if has_offsets {
-                    g.protocol_type = str_bytes("consumer");
-                }
             }
         }
         g.group_id = id;

@@ -51,6 +51,9 @@ pub async fn handle(
     let r = broker.coordinator.join(group, args).await;
     resp.error_code = r.error;
     resp.generation_id = r.generation;
+    if version >= 9 {
+        resp.skip_assignment = r.skip_assignment;
+    }
     resp.member_id = str_bytes(r.member_id);
     resp.leader = str_bytes(r.leader);
     if version >= 7 {

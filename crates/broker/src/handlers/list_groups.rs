@@ -16,15 +16,13 @@ pub async fn handle(
 ) -> ListGroupsResponse {
     let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
     for id in broker.meta.offset_groups().await.unwrap_or_default() {
-        found.insert(id, ("Empty".into(), "consumer".into()));
+        // Known only by offsets committed from outside the group protocol: Kafka lists such
+        // a group with an empty protocol type (librdkafka calls it "simple").
+        found.insert(id, ("Empty".into(), String::new()));
     }
     for id in broker.coordinator.group_ids() {
         if let Some(view) = broker.coordinator.view(&id).await {
-            let protocol_type = if view.protocol_type.is_empty() {
-                "consumer".to_string()
-            } else {
-                view.protocol_type
-            };
+            let protocol_type = view.protocol_type;
             found.insert(id, (view.state.name().to_string(), protocol_type));
         }
     }
