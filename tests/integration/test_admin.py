@@ -191,3 +191,35 @@ def test_kafka_python_admin(broker, new_topic):
             admin.delete_topics([t1])
     finally:
         admin.close()
+
+
+def _topics_cli(bootstrap, *args):
+    import subprocess
+
+    from conftest import sediment_binary
+
+    return subprocess.run([str(sediment_binary()), "topics", "-b", bootstrap, *args],
+                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def test_cli_topics_create_list_describe_delete(broker, topic_name):
+    cp = _topics_cli(broker.bootstrap, "create", topic_name, "--partitions", "4",
+                     "--config", "retention.ms=86400000")
+    assert cp.returncode == 0, cp.stderr
+    assert _topics_cli(broker.bootstrap, "create", topic_name).returncode != 0, \
+        "creating an existing topic must fail"
+
+    listed = _topics_cli(broker.bootstrap, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{topic_name}\t4 partitions" in listed.stdout.splitlines(), listed.stdout
+
+    described = _topics_cli(broker.bootstrap, "describe", topic_name)
+    assert described.returncode == 0, described.stderr
+    assert f"topic {topic_name}: 4 partitions" in described.stdout
+    assert "  retention.ms=86400000" in described.stdout.splitlines(), described.stdout
+    assert "  cleanup.policy=delete" in described.stdout.splitlines(), described.stdout
+
+    assert _topics_cli(broker.bootstrap, "delete", topic_name).returncode == 0
+    gone = _topics_cli(broker.bootstrap, "delete", topic_name)
+    assert gone.returncode != 0 and "UnknownTopicOrPartition" in gone.stderr, gone.stderr
+    assert topic_name not in _topics_cli(broker.bootstrap, "list").stdout

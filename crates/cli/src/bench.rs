@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Args;
 use futures_lite::FuturesUnordered;
 use hdrhistogram::Histogram;
@@ -23,10 +23,9 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, FetchRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use rand::RngCore;
+use sediment_protocol::batch::{NewRecord, Producer};
 use sediment_protocol::client::Client;
 
 mod futures_lite {
@@ -125,38 +124,20 @@ fn encode_batch(records_per_batch: usize, record_size: usize) -> anyhow::Result<
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let records: Vec<Record> = (0..records_per_batch)
+    let records: Vec<NewRecord> = (0..records_per_batch)
         .map(|i| {
             let mut v = vec![0u8; record_size];
             rng.fill_bytes(&mut v);
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: now,
+            NewRecord {
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::from(v)),
-                headers: Default::default(),
+                timestamp: now,
+                headers: Vec::new(),
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("encoding batch: {e}"))?;
-    Ok(buf.freeze())
+    sediment_protocol::batch::encode(&records, Producer::NONE, Compression::None)
+        .map_err(|e| anyhow::anyhow!("encoding batch: {e}"))
 }
 
 fn check_produce(resp: &ProduceResponse) -> anyhow::Result<()> {

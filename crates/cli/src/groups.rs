@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::admin::error_name;
 use anyhow::{bail, Context};
 use bytes::Buf;
 use clap::{Args, Subcommand};
@@ -16,20 +17,12 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use kafka_protocol::ResponseError;
 use sediment_protocol::client::Client;
 
 #[derive(Args)]
 pub struct GroupsArgs {
-    /// Broker to talk to.
-    #[arg(
-        long,
-        short = 'b',
-        env = "SEDIMENT_BOOTSTRAP",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    broker: crate::admin::BrokerAddr,
     #[command(subcommand)]
     command: GroupsCommand,
 }
@@ -57,12 +50,6 @@ enum GroupsCommand {
         #[arg(long, group = "to", required = true)]
         to_offset: Option<i64>,
     },
-}
-
-fn error_name(code: i16) -> String {
-    ResponseError::try_from_code(code)
-        .map(|e| format!("{e:?}"))
-        .unwrap_or_else(|| code.to_string())
 }
 
 fn s(v: &str) -> StrBytes {
@@ -145,9 +132,7 @@ async fn describe_one(
 }
 
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.bootstrap)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let client = args.broker.connect().await?;
     match args.command {
         GroupsCommand::List => {
             let resp = client.send(4, &ListGroupsRequest::default()).await?;

@@ -3,6 +3,7 @@
 //! `sediment serve` runs a broker; `topics` administers topics; `bench` measures a running
 //! broker (and the disk under it) so performance claims come with numbers.
 
+mod admin;
 mod bench;
 mod groups;
 mod serve;

@@ -9,20 +9,11 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
-use sediment_protocol::client::Client;
 
 #[derive(Args)]
 pub struct TopicsArgs {
-    /// Broker to talk to.
-    #[arg(
-        long,
-        short = 'b',
-        env = "SEDIMENT_BOOTSTRAP",
-        default_value = "127.0.0.1:9092",
-        global = true
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    broker: crate::admin::BrokerAddr,
     #[command(subcommand)]
     command: TopicsCommand,
 }
@@ -50,9 +41,7 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
     if code == 0 {
         return Ok(());
     }
-    let err = ResponseError::try_from_code(code)
-        .map(|e| format!("{e:?}"))
-        .unwrap_or_else(|| code.to_string());
+    let err = crate::admin::error_name(code);
     match message {
         Some(m) => bail!("{what}: {err}: {}", m.as_str()),
         None => bail!("{what}: {err}"),
@@ -60,13 +49,14 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
 }
 
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
-    let client = Client::connect(&args.bootstrap)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let client = args.broker.connect().await?;
     let name_of = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
     match args.command {
         TopicsCommand::List => {
-            let resp = client.send(1, &MetadataRequest::default()).await?;
+            // A null topic list asks for every topic (an empty one asks for none).
+            let mut req = MetadataRequest::default();
+            req.topics = None;
+            let resp = client.send(1, &req).await?;
             for t in resp.topics {
                 let name = t.name.map(|n| n.to_string()).unwrap_or_default();
                 println!("{name}\t{} partitions", t.partitions.len());
@@ -119,6 +109,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             }
             let mut dreq = DescribeConfigsRequest::default();
             let mut res = DescribeConfigsResource::default();
+            res.configuration_keys = None; // every config
             res.resource_type = 2;
             res.resource_name = StrBytes::from_string(name.clone());
             dreq.resources = vec![res];

@@ -179,6 +179,80 @@ pub fn stamped_prefix(batch: &[u8], base_offset: i64, leader_epoch: i32) -> Byte
 /// Length of the prefix [`stamped_prefix`] rewrites.
 pub const PREFIX_LEN: usize = 16;
 
+/// A record to encode with [`encode`].
+#[derive(Debug, Clone, Default)]
+pub struct NewRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// The producer identity a batch carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub first_sequence: i32,
+}
+
+impl Producer {
+    /// A producer without idempotence.
+    pub const NONE: Producer = Producer {
+        id: -1,
+        epoch: -1,
+        first_sequence: -1,
+    };
+}
+
+/// Encodes `records` as exactly one v2 record batch with base offset 0, as a client would
+/// send it (used by the CLI's benchmark and by tests).
+pub fn encode(
+    records: &[NewRecord],
+    producer: Producer,
+    compression: kafka_protocol::records::Compression,
+) -> Result<Bytes, String> {
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: producer.id,
+            producer_epoch: producer.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol's encoder starts a new batch wherever offset minus sequence
+            // changes; consecutive sequences keep the records in one batch (and a plain
+            // producer's batch still gets base sequence -1).
+            sequence: producer.first_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
 /// Reads the base offset of a stored batch.
 pub fn base_offset(batch: &[u8]) -> i64 {
     i64_at(batch, 0)
@@ -187,50 +261,23 @@ pub fn base_offset(batch: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-        TimestampType,
-    };
+    use kafka_protocol::records::{Compression, RecordBatchDecoder};
     use proptest::prelude::*;
 
-    pub(crate) fn encode(values: &[Vec<u8>], compression: Compression) -> Vec<u8> {
-        let records: Vec<Record> = values
+    fn encode_values(values: &[Vec<u8>], compression: Compression) -> Vec<u8> {
+        let records: Vec<NewRecord> = values
             .iter()
             .enumerate()
-            .map(|(i, v)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000 + i as i64,
+            .map(|(i, v)| NewRecord {
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::from(v.clone())),
-                headers: [(
-                    StrBytes::from_static_str("h"),
-                    Some(Bytes::from_static(b"x")),
-                )]
-                .into_iter()
-                .collect(),
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: vec![("h".into(), Some(Bytes::from_static(b"x")))],
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.to_vec()
+        encode(&records, Producer::NONE, compression)
+            .unwrap()
+            .to_vec()
     }
 
     #[test]
@@ -242,7 +289,7 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let b = encode(&[b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()], c);
+            let b = encode_values(&[b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()], c);
             let infos = validate(&b, 1 << 20).unwrap();
             assert_eq!(infos.len(), 1);
             assert_eq!(infos[0].record_count, 3);
@@ -253,7 +300,7 @@ mod tests {
 
     #[test]
     fn stamping_keeps_crc_valid_and_decodes() {
-        let b = encode(&vec![b"v".to_vec(); 4], Compression::None);
+        let b = encode_values(&vec![b"v".to_vec(); 4], Compression::None);
         let s = stamp(&b, 1234, 7);
         validate(&s, 1 << 20).unwrap();
         assert_eq!(base_offset(&s), 1234);
@@ -267,7 +314,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_with_the_right_error() {
-        let b = encode(&[b"hello".to_vec()], Compression::None);
+        let b = encode_values(&[b"hello".to_vec()], Compression::None);
         let mut crc = b.clone();
         let last = crc.len() - 1;
         crc[last] ^= 0xff;
@@ -307,7 +354,7 @@ mod tests {
         /// Flipping any single byte covered by the CRC is detected.
         #[test]
         fn detects_any_single_byte_corruption(idx in 21usize..80, flip in 1u8..=255) {
-            let b = encode(&[b"some value bytes".to_vec(), b"more".to_vec()], Compression::None);
+            let b = encode_values(&[b"some value bytes".to_vec(), b"more".to_vec()], Compression::None);
             let idx = idx.min(b.len() - 1);
             let mut c = b.clone();
             c[idx] ^= flip;

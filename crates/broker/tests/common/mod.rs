@@ -4,18 +4,17 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use sediment_broker::{server, Broker, BrokerConfig};
 use sediment_meta::embedded::EmbeddedMetaStore;
+pub use sediment_protocol::batch::{NewRecord, Producer};
 use sediment_protocol::client::Client;
 use tokio::net::TcpListener;
 
@@ -63,37 +62,23 @@ pub fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// One plain batch of `values`, timestamps 1000, 2000, ...
 pub fn batch(values: &[&str]) -> Bytes {
-    let records: Vec<Record> = values
+    batch_from(values, Producer::NONE)
+}
+
+/// One batch of `values` carrying the given producer identity.
+pub fn batch_from(values: &[&str], producer: Producer) -> Bytes {
+    let records: Vec<NewRecord> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: 1_000 * (i as i64 + 1),
-            key: None,
+        .map(|(i, v)| NewRecord {
             value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
+            timestamp: 1_000 * (i as i64 + 1),
+            ..Default::default()
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    sediment_protocol::batch::encode(&records, producer, Compression::None).unwrap()
 }
 
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
