@@ -12,6 +12,10 @@ mod topics;
 
 use clap::{Parser, Subcommand};
 
+/// Survives decoding of absurd array lengths from the network (see the module's docs).
+#[global_allocator]
+static ALLOCATOR: sediment_protocol::alloc::LazyHuge = sediment_protocol::alloc::LazyHuge;
+
 #[derive(Parser)]
 #[command(
     name = "sediment",

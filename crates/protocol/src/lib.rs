@@ -5,6 +5,7 @@
 //! broker implements (and therefore advertises), validation of v2 record batches as producers
 //! send them, and a small pipelining client used by the CLI and the benchmark.
 
+pub mod alloc;
 pub mod batch;
 pub mod client;
 pub mod frame;
