@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+pub mod segment;
+
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
