@@ -1,8 +1,8 @@
 //! Object storage, chosen by URL.
 //!
 //! The broker's durable home for data is an object store: `file://` (a local directory, the
-//! default under the data directory), `memory://` (tests), and `s3://` (the tiered-storage
-//! issue). This crate turns the `--object-store` URL into an `object_store::ObjectStore` plus the
+//! default under the data directory), `memory://` (tests), and `s3://bucket/prefix` (AWS S3 or
+//! any S3-compatible server, configured by the standard AWS environment variables). This crate turns the `--object-store` URL into an `object_store::ObjectStore` plus the
 //! key prefix under which Sediment keeps its files, and checks at start-up that the store is
 //! usable, so a typo fails `sediment serve` at once instead of at the first upload.
 
@@ -21,7 +21,7 @@ use url::Url;
 pub enum StorageError {
     #[error("invalid object store url {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("object store url scheme {0:?} is not supported (use file:// or memory://; s3:// comes with tiered storage)")]
+    #[error("object store url scheme {0:?} is not supported (use s3://, file:// or memory://)")]
     Unsupported(String),
     #[error("object store at {url} is not usable: {source}")]
     Unusable {
@@ -67,6 +67,7 @@ pub fn from_url(url: &str) -> Result<Store, StorageError> {
                 url: url.into(),
             })
         }
+        "s3" => s3(&parsed, url),
         "memory" => Ok(Store {
             store: Arc::new(InMemory::new()),
             prefix: ObjectPath::from(parsed.path().trim_matches('/')),
@@ -74,6 +75,40 @@ pub fn from_url(url: &str) -> Result<Store, StorageError> {
         }),
         other => Err(StorageError::Unsupported(other.into())),
     }
+}
+
+/// `s3://bucket/prefix`, configured the way AWS tools are: AWS_REGION (or AWS_DEFAULT_REGION),
+/// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL for
+/// S3-compatible servers (LocalStack, MinIO), and AWS_ALLOW_HTTP=true for a plain-http
+/// endpoint. Requests use path-style addressing unless
+/// AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true. Failed requests are retried with backoff.
+fn s3(parsed: &Url, url: &str) -> Result<Store, StorageError> {
+    use object_store::aws::AmazonS3Builder;
+    let bucket =
+        parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| StorageError::BadUrl {
+                url: url.into(),
+                reason: "no bucket name (expected s3://bucket/prefix)".into(),
+            })?;
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    // AWS_ENDPOINT_URL is the name the AWS CLI and SDKs use; object_store's own is AWS_ENDPOINT.
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        builder = builder.with_allow_http(true);
+    }
+    let store = builder.build().map_err(|source| StorageError::Unusable {
+        url: url.into(),
+        source,
+    })?;
+    Ok(Store {
+        store: Arc::new(store),
+        prefix: ObjectPath::from(parsed.path().trim_matches('/')),
+        url: url.into(),
+    })
 }
 
 impl Store {
