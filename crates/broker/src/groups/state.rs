@@ -164,6 +164,16 @@ struct Member {
 }
 
 impl Member {
+    /// Takes what a (re)join says about the member, and restarts its session.
+    fn refresh(&mut self, args: JoinArgs, now: Instant) {
+        self.protocols = args.protocols;
+        self.session_timeout = args.session_timeout;
+        self.rebalance_timeout = args.rebalance_timeout;
+        self.client_id = args.client_id;
+        self.client_host = args.client_host;
+        self.deadline = now + self.session_timeout;
+    }
+
     fn metadata(&self, protocol: &str) -> Bytes {
         self.protocols
             .iter()
@@ -361,15 +371,7 @@ impl Group {
             return fail(reply, ResponseError::UnknownMemberId, &member_id);
         };
         let unchanged = !is_new && self.members[i].protocols == args.protocols;
-        {
-            let m = &mut self.members[i];
-            m.protocols = args.protocols;
-            m.session_timeout = args.session_timeout;
-            m.rebalance_timeout = args.rebalance_timeout;
-            m.client_id = args.client_id;
-            m.client_host = args.client_host;
-            m.deadline = now + m.session_timeout;
-        }
+        self.members[i].refresh(args, now);
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         match self.state {
             State::PreparingRebalance => {
@@ -410,12 +412,7 @@ impl Group {
         if let Some(old) = m.sync.take() {
             let _ = old.send(SyncResult::error(code(ResponseError::FencedInstanceId)));
         }
-        m.protocols = args.protocols;
-        m.session_timeout = args.session_timeout;
-        m.rebalance_timeout = args.rebalance_timeout;
-        m.client_id = args.client_id;
-        m.client_host = args.client_host;
-        m.deadline = now + m.session_timeout;
+        m.refresh(args, now);
         let was_leader = self.leader.as_deref() == Some(old_id.as_str());
         if was_leader {
             self.leader = Some(new_id.clone());
