@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::{CommittedOffset, MetaError, MetaStore, OffsetEntry};
+use crate::{CommittedOffset, MetaError, MetaStore, OffsetEntry, SegmentEntry};
+use uuid::Uuid;
 
 /// Runs every check, panicking on the first that fails. Meant for tests.
 pub async fn run(store: &dyn MetaStore) {
@@ -154,4 +155,72 @@ pub async fn run(store: &dyn MetaStore) {
         store.allocate_producer_ids(0).await,
         Err(MetaError::Invalid(_))
     ));
+
+    // Segment index: contiguous, fenced by leader epoch, trimmed by retention.
+    let topic = Uuid::new_v4();
+    let seg = |base: i64, end: i64, epoch: i32| SegmentEntry {
+        base_offset: base,
+        end_offset: end,
+        min_timestamp: base * 10,
+        max_timestamp: end * 10,
+        size_bytes: 100,
+        leader_epoch: epoch,
+        path: format!("topics/t/partition=0/{base:020}-{epoch}.parquet"),
+    };
+    assert_eq!(store.segments(topic, 0).await.expect("segments"), vec![]);
+    store
+        .add_segment(topic, 0, seg(0, 100, 1))
+        .await
+        .expect("add");
+    store
+        .add_segment(topic, 0, seg(100, 250, 2))
+        .await
+        .expect("add");
+    let refused = |r: crate::Result<()>, invalid: bool| match r {
+        Err(MetaError::Invalid(_)) => invalid,
+        Err(MetaError::Fenced(_)) => !invalid,
+        _ => false,
+    };
+    assert!(
+        refused(store.add_segment(topic, 0, seg(300, 400, 2)).await, true),
+        "a gap"
+    );
+    assert!(
+        refused(store.add_segment(topic, 0, seg(240, 400, 2)).await, true),
+        "an overlap"
+    );
+    assert!(
+        refused(store.add_segment(topic, 0, seg(250, 250, 2)).await, true),
+        "empty"
+    );
+    assert!(
+        refused(store.add_segment(topic, 0, seg(250, 400, 1)).await, false),
+        "a deposed leader cannot commit"
+    );
+    store
+        .add_segment(topic, 1, seg(0, 5, 0))
+        .await
+        .expect("partitions are independent");
+    store
+        .add_segment(topic, 0, seg(250, 400, 3))
+        .await
+        .expect("add");
+    assert_eq!(
+        store.segments(topic, 0).await.expect("segments"),
+        vec![seg(0, 100, 1), seg(100, 250, 2), seg(250, 400, 3)]
+    );
+    let removed = store
+        .remove_segments_before(topic, 0, 260)
+        .await
+        .expect("trim");
+    assert_eq!(
+        removed,
+        vec![seg(0, 100, 1), seg(100, 250, 2)],
+        "only those ending by 260"
+    );
+    assert_eq!(
+        store.segments(topic, 0).await.expect("segments"),
+        vec![seg(250, 400, 3)]
+    );
+    assert_eq!(store.segments(topic, 1).await.expect("segments").len(), 1);
 }

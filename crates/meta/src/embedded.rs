@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::offsets_log::OffsetsLog;
-use crate::{MetaError, MetaStore, OffsetEntry, Result, TopicMeta};
+use crate::{MetaError, MetaStore, OffsetEntry, Result, SegmentEntry, TopicMeta};
 
 const FILE: &str = "metadata.json";
 
@@ -23,6 +23,13 @@ struct State {
     /// First producer id not yet handed out.
     #[serde(default)]
     next_producer_id: i64,
+    /// Segment index, keyed by `<topic id>/<partition>`.
+    #[serde(default)]
+    segments: BTreeMap<String, Vec<SegmentEntry>>,
+}
+
+fn segment_key(topic_id: Uuid, partition: i32) -> String {
+    format!("{topic_id}/{partition}")
 }
 
 /// The embedded store. Cheap to clone.
@@ -54,6 +61,7 @@ impl EmbeddedMetaStore {
                     cluster_id: Uuid::new_v4().simple().to_string(),
                     topics: BTreeMap::new(),
                     next_producer_id: 0,
+                    segments: BTreeMap::new(),
                 };
                 persist(&dir, &s)?;
                 s
@@ -174,6 +182,68 @@ impl MetaStore for EmbeddedMetaStore {
             .lock()
             .map_err(|_| unavailable("offsets", "lock poisoned"))?;
         Ok(log.groups.keys().cloned().collect())
+    }
+
+    async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()> {
+        if entry.end_offset <= entry.base_offset {
+            return Err(MetaError::Invalid(format!(
+                "segment {}..{} holds no offsets",
+                entry.base_offset, entry.end_offset
+            )));
+        }
+        self.update(move |s| {
+            let list = s
+                .segments
+                .entry(segment_key(topic_id, partition))
+                .or_default();
+            if let Some(last) = list.last() {
+                let newest_epoch = list
+                    .iter()
+                    .map(|e| e.leader_epoch)
+                    .max()
+                    .unwrap_or(last.leader_epoch);
+                if entry.leader_epoch < newest_epoch {
+                    return Err(MetaError::Fenced(format!(
+                        "leader epoch {} is older than {newest_epoch}",
+                        entry.leader_epoch
+                    )));
+                }
+                if entry.base_offset != last.end_offset {
+                    return Err(MetaError::Invalid(format!(
+                        "segment starts at {} but the index ends at {}",
+                        entry.base_offset, last.end_offset
+                    )));
+                }
+            }
+            list.push(entry);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn segments(&self, topic_id: Uuid, partition: i32) -> Result<Vec<SegmentEntry>> {
+        self.read(|s| {
+            s.segments
+                .get(&segment_key(topic_id, partition))
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    async fn remove_segments_before(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Vec<SegmentEntry>> {
+        self.update(move |s| {
+            let Some(list) = s.segments.get_mut(&segment_key(topic_id, partition)) else {
+                return Ok(Vec::new());
+            };
+            let keep = list.split_off(list.partition_point(|e| e.end_offset <= offset));
+            Ok(std::mem::replace(list, keep))
+        })
+        .await
     }
 
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {

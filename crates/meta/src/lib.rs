@@ -47,6 +47,22 @@ pub struct OffsetEntry {
     pub committed: CommittedOffset,
 }
 
+/// One uploaded segment of a partition, as the segment index records it. A segment exists
+/// for readers only once its entry is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    pub base_offset: i64,
+    /// Offset after the segment's last record.
+    pub end_offset: i64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    pub size_bytes: u64,
+    /// Epoch of the leader that uploaded it.
+    pub leader_epoch: i32,
+    /// Object key, relative to the store's prefix.
+    pub path: String,
+}
+
 /// Failures of the metadata store, in the kinds callers act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -59,6 +75,9 @@ pub enum MetaError {
     Invalid(String),
     #[error("metadata store unavailable: {0}")]
     Unavailable(String),
+    /// A write from a leader whose epoch is older than one already seen.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -96,4 +115,19 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn offset_groups(&self) -> Result<Vec<String>>;
     /// Reserves `count` producer ids and returns the first; ids are never handed out twice.
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64>;
+
+    /// Commits an uploaded segment to a partition's index. The entry must start where the
+    /// index ends (`Invalid` otherwise) and its leader epoch must not be older than any already
+    /// committed for the partition (`Fenced` otherwise): a deposed leader cannot commit.
+    async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()>;
+    /// A partition's committed segments, in offset order.
+    async fn segments(&self, topic_id: Uuid, partition: i32) -> Result<Vec<SegmentEntry>>;
+    /// Removes the segments that end at or before `offset` (retention), returning them so their
+    /// objects can be deleted.
+    async fn remove_segments_before(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Vec<SegmentEntry>>;
 }
