@@ -34,6 +34,10 @@ pub struct BrokerConfig {
     pub groups: crate::groups::GroupConfig,
     /// Longest group id accepted.
     pub max_group_id_len: usize,
+    /// A partition's durable batches are uploaded as a segment once they reach this many bytes
+    pub segment_bytes: u64,
+    /// ... or once this long has passed since its last upload.
+    pub segment_interval: std::time::Duration,
     /// Committed offsets of a group without members expire this long after their commit
     /// (Kafka: offsets.retention.minutes, 7 days).
     pub offsets_retention: std::time::Duration,
@@ -60,6 +64,8 @@ impl BrokerConfig {
             groups: Default::default(),
             max_group_id_len: 1024,
             offsets_retention: std::time::Duration::from_secs(7 * 24 * 3600),
+            segment_bytes: 64 * 1024 * 1024,
+            segment_interval: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod log;
 pub mod metrics;
 pub mod server;
 pub mod topics;
+pub mod uploader;
 
 use std::sync::{Arc, Mutex};
 
@@ -88,7 +89,7 @@ impl Broker {
         let permits = (config.max_pending_bytes / 1024).max(1);
         let config_groups = config.groups.clone();
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Self {
+        let broker = Arc::new(Self {
             segments: wal.segments(),
             wal: Mutex::new(Some(wal)),
             pending: Arc::new(Semaphore::new(permits)),
@@ -101,7 +102,9 @@ impl Broker {
             cluster_id,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             shutdown,
-        }))
+        });
+        broker.load_upload_state().await?;
+        Ok(broker)
     }
 
     pub fn cluster_id(&self) -> &str {

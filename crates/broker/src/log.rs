@@ -41,6 +41,10 @@ pub struct PartitionState {
     pub index: Vec<IndexEntry>,
     /// Idempotent producers writing to this partition.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// Offsets below this are in committed archive segments.
+    pub uploaded_end: i64,
+    /// When the last segment was committed (or the broker started).
+    pub last_upload: Option<std::time::Instant>,
 }
 
 /// How many of a producer's latest batches are remembered for deduplication (Kafka: 5, the

@@ -22,6 +22,11 @@ pub struct Metrics {
     pub wal_syncs: Counter,
     pub connections: Gauge,
     pub bad_requests: Counter,
+    pub segments_uploaded: Counter,
+    pub segment_bytes_uploaded: Counter,
+    pub upload_errors: Counter,
+    /// Durable bytes not yet in archive segments, summed over partitions.
+    pub upload_lag_bytes: Gauge,
     registry: Registry,
 }
 
@@ -38,6 +43,10 @@ impl Default for Metrics {
             wal_syncs: Counter::default(),
             connections: Gauge::default(),
             bad_requests: Counter::default(),
+            segments_uploaded: Counter::default(),
+            segment_bytes_uploaded: Counter::default(),
+            upload_errors: Counter::default(),
+            upload_lag_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
@@ -75,6 +84,26 @@ impl Default for Metrics {
             "bad_requests",
             "Requests refused as malformed or unsupported",
             m.bad_requests.clone(),
+        );
+        registry.register(
+            "segments_uploaded",
+            "Archive segments committed",
+            m.segments_uploaded.clone(),
+        );
+        registry.register(
+            "segment_bytes_uploaded",
+            "Parquet bytes uploaded",
+            m.segment_bytes_uploaded.clone(),
+        );
+        registry.register(
+            "upload_errors",
+            "Failed segment uploads (retried)",
+            m.upload_errors.clone(),
+        );
+        registry.register(
+            "upload_lag_bytes",
+            "Durable batch bytes not yet archived",
+            m.upload_lag_bytes.clone(),
         );
         Self { registry, ..m }
     }

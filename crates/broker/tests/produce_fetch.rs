@@ -170,3 +170,51 @@ async fn deleted_and_recreated_topic_starts_empty_after_restart() {
     );
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn durable_batches_are_archived_as_segments_and_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    for i in 0..5 {
+        let v = format!("v{i}");
+        assert_eq!(produce(&c, "arch", 0, batch(&[&v, "x"])).await, (0, 2 * i));
+    }
+    assert_eq!(tb.broker.upload_due(true).await, 1);
+    assert_eq!(
+        tb.broker.upload_due(true).await,
+        0,
+        "nothing new to archive"
+    );
+    let topic = tb.broker.registry.topic("arch").unwrap();
+    let segments = tb.broker.meta.segments(topic.meta.id, 0).await.unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!((segments[0].base_offset, segments[0].end_offset), (0, 10));
+    assert_eq!(
+        segments[0].path,
+        "topics/arch/partition=0/00000000000000000000-0.parquet"
+    );
+    let store = &tb.broker.object_store;
+    let path = object_store::path::Path::from(segments[0].path.as_str());
+    let data = object_store::ObjectStoreExt::get(&*store.store, &path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let batches = sediment_storage::segment::decode_segment(data, 0, usize::MAX).unwrap();
+    assert_eq!(batches.len(), 5, "one rebuilt batch per produced batch");
+
+    // More data: the next segment continues where the index ends.
+    assert_eq!(produce(&c, "arch", 0, batch(&["late"])).await, (0, 10));
+    assert_eq!(tb.broker.upload_due(true).await, 1);
+    let segments = tb.broker.meta.segments(topic.meta.id, 0).await.unwrap();
+    assert_eq!((segments[1].base_offset, segments[1].end_offset), (10, 11));
+    drop(c);
+    tb.stop().await;
+
+    // After a restart the broker knows what is archived and does not upload it again.
+    let tb = TestBroker::start(dir.path()).await;
+    assert_eq!(tb.broker.upload_due(true).await, 0);
+    tb.stop().await;
+}

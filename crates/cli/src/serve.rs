@@ -54,6 +54,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.max_connections = s.max_connections;
     config.max_pending_bytes = s.max_pending_bytes;
     config.wal_segment_bytes = s.wal_segment_bytes;
+    config.segment_bytes = s.segment_bytes;
+    config.segment_interval = std::time::Duration::from_millis(s.segment_ms);
     config.offsets_retention = std::time::Duration::from_secs(s.offsets_retention_minutes * 60);
     config.groups.initial_rebalance_delay =
         std::time::Duration::from_millis(s.group_initial_rebalance_delay_ms);
@@ -81,6 +83,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .run_offset_expiry(std::time::Duration::from_secs(60)),
     );
+    let tick = std::time::Duration::from_millis(s.segment_ms.clamp(50, 1000));
+    tokio::spawn(broker.clone().run_uploader(tick));
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");

@@ -57,6 +57,13 @@ pub struct ServeArgs {
     /// extended by each member that joins meanwhile [default: 300]
     #[arg(long, env = "SEDIMENT_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Archive a partition's durable batches as a Parquet segment once they reach this many
+    /// bytes [default: 67108864]
+    #[arg(long, env = "SEDIMENT_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// ... or once this many milliseconds have passed since its last segment [default: 60000]
+    #[arg(long, env = "SEDIMENT_SEGMENT_MS")]
+    pub segment_ms: Option<u64>,
     /// Committed offsets of a group without members expire this many minutes after their
     /// commit [default: 10080]
     #[arg(long, env = "SEDIMENT_OFFSETS_RETENTION_MINUTES")]
@@ -85,6 +92,8 @@ struct FileSettings {
     max_pending_bytes: Option<usize>,
     group_initial_rebalance_delay_ms: Option<u64>,
     offsets_retention_minutes: Option<u64>,
+    segment_bytes: Option<u64>,
+    segment_ms: Option<u64>,
     wal_segment_bytes: Option<u64>,
 }
 
@@ -106,6 +115,8 @@ pub struct Settings {
     pub max_pending_bytes: usize,
     pub group_initial_rebalance_delay_ms: u64,
     pub offsets_retention_minutes: u64,
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
     pub wal_segment_bytes: u64,
 }
 
@@ -169,6 +180,11 @@ impl Settings {
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
                 .unwrap_or(10_080),
+            segment_bytes: args
+                .segment_bytes
+                .or(file.segment_bytes)
+                .unwrap_or(64 * 1024 * 1024),
+            segment_ms: args.segment_ms.or(file.segment_ms).unwrap_or(60_000),
             wal_segment_bytes: args
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
@@ -182,6 +198,9 @@ impl Settings {
         }
         if s.message_max_bytes < 100 {
             bail!("--message-max-bytes must be at least 100");
+        }
+        if s.segment_bytes == 0 || s.segment_ms == 0 {
+            bail!("--segment-bytes and --segment-ms must be positive");
         }
         if s.broker_id < 0 {
             bail!("--broker-id must not be negative");
