@@ -8,6 +8,7 @@
 pub mod alloc;
 pub mod batch;
 pub mod client;
+pub mod decompress;
 pub mod frame;
 pub mod versions;
 

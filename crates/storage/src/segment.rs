@@ -24,7 +24,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -259,9 +259,12 @@ pub fn encode_segment(
             .get(0..8)
             .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
             .ok_or_else(|| SegmentError::Batch("shorter than a batch header".into()))?;
-        let mut buf = stored.clone();
-        let set =
-            RecordBatchDecoder::decode(&mut buf).map_err(|e| SegmentError::Batch(e.to_string()))?;
+        // Capped: a compressed batch from a hostile producer must not expand without bound.
+        let set = sediment_protocol::decompress::decode_batch(
+            stored,
+            sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+        )
+        .map_err(|e| SegmentError::Batch(e.to_string()))?;
         for r in set.records {
             let attributes = compression_code(set.compression)
                 | if r.timestamp_type == TimestampType::LogAppend {
@@ -485,6 +488,7 @@ pub fn decode_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
 
     /// One stored batch: `n` records from `base`, as a producer would send it, base offset
     /// stamped (so a segment's batches are consecutive).

@@ -10,7 +10,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 
 use super::ResponseError;
 use crate::log::Partition;
@@ -58,12 +57,16 @@ fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16
     let Some(entry) = entry else {
         return Ok((-1, -1));
     };
-    let mut bytes = broker
+    let bytes = broker
         .segments
         .read(&entry.pos)
         .map_err(|_| ResponseError::KafkaStorageError.code())?;
-    let set =
-        RecordBatchDecoder::decode(&mut bytes).map_err(|_| ResponseError::CorruptMessage.code())?;
+    // Capped: a compressed batch from a hostile producer must not expand without bound.
+    let set = sediment_protocol::decompress::decode_batch(
+        &bytes,
+        sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+    )
+    .map_err(|_| ResponseError::CorruptMessage.code())?;
     let found = if target == MAX_TIMESTAMP {
         set.records
             .iter()
