@@ -498,45 +498,32 @@ mod tests {
         compression: Compression,
         producer: (i64, i16, i32),
     ) -> Bytes {
-        let records: Vec<Record> = (0..n)
+        use sediment_protocol::batch::{encode, stamp, NewRecord, Producer};
+        let records: Vec<NewRecord> = (0..n)
             .map(|i| {
-                let mut headers = kafka_protocol::indexmap::IndexMap::new();
-                if i % 2 == 0 {
-                    headers.insert(
-                        StrBytes::from_string(format!("h{i}")),
-                        Some(Bytes::from("hv")),
-                    );
-                    headers.insert(StrBytes::from_static_str("null"), None);
-                }
-                Record {
-                    transactional: false,
-                    control: false,
-                    delete_horizon: false,
-                    partition_leader_epoch: 3,
-                    producer_id: producer.0,
-                    producer_epoch: producer.1,
-                    timestamp_type: TimestampType::Creation,
-                    offset: base + i as i64,
-                    sequence: producer.2.wrapping_add(i as i32),
-                    timestamp: 1_700_000_000_000 + base + i as i64,
-                    key: (i % 3 != 0).then(|| Bytes::from(format!("key-{}", base + i as i64))),
-                    value: (i % 5 != 4)
-                        .then(|| Bytes::from(format!("{{\"n\":{}}}", base + i as i64))),
-                    headers,
+                let offset = base + i as i64;
+                NewRecord {
+                    key: (i % 3 != 0).then(|| Bytes::from(format!("key-{offset}"))),
+                    value: (i % 5 != 4).then(|| Bytes::from(format!("{{\"n\":{offset}}}"))),
+                    timestamp: 1_700_000_000_000 + offset,
+                    headers: if i % 2 == 0 {
+                        vec![
+                            (format!("h{i}"), Some(Bytes::from("hv"))),
+                            ("null".into(), None),
+                        ]
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        let producer = Producer {
+            id: producer.0,
+            epoch: producer.1,
+            first_sequence: producer.2,
+        };
+        // As the broker stores it: base offset and leader epoch stamped in.
+        stamp(&encode(&records, producer, compression).unwrap(), base, 3)
     }
 
     fn meta() -> SegmentMeta {

@@ -21,38 +21,32 @@ const MAX_TIMESTAMP: i64 = -3;
 
 /// `(timestamp, offset)` answered for `target`, or an error code.
 fn lookup(broker: &Broker, p: &Partition, target: i64) -> Result<(i64, i64), i16> {
-    let (candidates, hw, start) = {
+    // The batch to decode, chosen under the lock without copying the index: the one with the
+    // largest max timestamp (first such), or the first whose max timestamp reaches the target.
+    let entry = {
         let st = p
             .state
             .lock()
             .map_err(|_| ResponseError::UnknownServerError.code())?;
-        let visible: Vec<_> = st
+        let mut visible = st
             .index
             .iter()
-            .take_while(|e| e.end_offset <= st.high_watermark)
-            .copied()
-            .collect();
-        (visible, st.high_watermark, st.log_start_offset)
-    };
-    match target {
-        LATEST => return Ok((-1, hw)),
-        EARLIEST => return Ok((-1, start)),
-        _ => {}
-    }
-    // The batch to decode: the one with the largest max timestamp (first such), or the first
-    // whose max timestamp reaches the target.
-    let entry = if target == MAX_TIMESTAMP {
-        candidates.iter().fold(
-            None,
-            |best: Option<&crate::log::IndexEntry>, e| match best {
-                Some(b) if b.max_timestamp >= e.max_timestamp => Some(b),
-                _ => Some(e),
-            },
-        )
-    } else if target >= 0 {
-        candidates.iter().find(|e| e.max_timestamp >= target)
-    } else {
-        return Err(ResponseError::InvalidRequest.code());
+            .take_while(|e| e.end_offset <= st.high_watermark);
+        match target {
+            LATEST => return Ok((-1, st.high_watermark)),
+            EARLIEST => return Ok((-1, st.log_start_offset)),
+            MAX_TIMESTAMP => visible
+                .fold(
+                    None,
+                    |best: Option<&crate::log::IndexEntry>, e| match best {
+                        Some(b) if b.max_timestamp >= e.max_timestamp => Some(b),
+                        _ => Some(e),
+                    },
+                )
+                .copied(),
+            t if t >= 0 => visible.find(|e| e.max_timestamp >= t).copied(),
+            _ => return Err(ResponseError::InvalidRequest.code()),
+        }
     };
     let Some(entry) = entry else {
         return Ok((-1, -1));
