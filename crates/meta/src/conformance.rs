@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{CommittedOffset, MetaError, MetaStore, OffsetEntry, SegmentEntry};
+use crate::{CommittedOffset, MetaError, MetaStore, OffsetEntry, PartitionIndex, SegmentEntry};
 use uuid::Uuid;
 
 /// Runs every check, panicking on the first that fails. Meant for tests.
@@ -167,7 +167,10 @@ pub async fn run(store: &dyn MetaStore) {
         leader_epoch: epoch,
         path: format!("topics/t/partition=0/{base:020}-{epoch}.parquet"),
     };
-    assert_eq!(store.segments(topic, 0).await.expect("segments"), vec![]);
+    assert_eq!(
+        store.partition_index(topic, 0).await.expect("index"),
+        PartitionIndex::default()
+    );
     store
         .add_segment(topic, 0, seg(0, 100, 1))
         .await
@@ -206,21 +209,89 @@ pub async fn run(store: &dyn MetaStore) {
         .await
         .expect("add");
     assert_eq!(
-        store.segments(topic, 0).await.expect("segments"),
+        store
+            .partition_index(topic, 0)
+            .await
+            .expect("index")
+            .segments,
         vec![seg(0, 100, 1), seg(100, 250, 2), seg(250, 400, 3)]
     );
-    let removed = store
-        .remove_segments_before(topic, 0, 260)
-        .await
-        .expect("trim");
+    let removed = store.advance_log_start(topic, 0, 260).await.expect("trim");
     assert_eq!(
         removed,
         vec![seg(0, 100, 1), seg(100, 250, 2)],
         "only those ending by 260"
     );
-    assert_eq!(
-        store.segments(topic, 0).await.expect("segments"),
-        vec![seg(250, 400, 3)]
+    let trimmed = store.partition_index(topic, 0).await.expect("index");
+    assert_eq!(trimmed.segments, vec![seg(250, 400, 3)]);
+    assert_eq!((trimmed.log_start_offset, trimmed.end_offset), (260, 400));
+    assert!(
+        store
+            .advance_log_start(topic, 0, 10)
+            .await
+            .expect("lower")
+            .is_empty(),
+        "the log start never moves back"
     );
-    assert_eq!(store.segments(topic, 1).await.expect("segments").len(), 1);
+    assert_eq!(
+        store
+            .partition_index(topic, 0)
+            .await
+            .expect("index")
+            .log_start_offset,
+        260
+    );
+    // Retention may remove every segment: the index still knows where the next one starts.
+    store
+        .advance_log_start(topic, 0, 400)
+        .await
+        .expect("trim all");
+    let empty = store.partition_index(topic, 0).await.expect("index");
+    assert_eq!((empty.segments.len(), empty.end_offset), (0, 400));
+    assert!(
+        refused(store.add_segment(topic, 0, seg(0, 100, 3)).await, true),
+        "offsets never restart"
+    );
+    assert!(
+        refused(store.add_segment(topic, 0, seg(400, 500, 2)).await, false),
+        "fencing outlives the fenced segments"
+    );
+    store
+        .add_segment(topic, 0, seg(400, 500, 3))
+        .await
+        .expect("continues");
+    assert_eq!(
+        store
+            .partition_index(topic, 1)
+            .await
+            .expect("index")
+            .segments
+            .len(),
+        1
+    );
+
+    // Topic configs are replaced as a whole.
+    let created = store
+        .create_topic("configured", 1, Default::default())
+        .await
+        .expect("create");
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_string(), "1000".to_string());
+    let altered = store
+        .set_topic_configs("configured", configs.clone())
+        .await
+        .expect("alter");
+    assert_eq!((altered.id, &altered.configs), (created.id, &configs));
+    assert_eq!(
+        store
+            .topic("configured")
+            .await
+            .expect("read")
+            .map(|t| t.configs),
+        Some(configs)
+    );
+    assert!(matches!(
+        store.set_topic_configs("nope", Default::default()).await,
+        Err(MetaError::NotFound(_))
+    ));
 }

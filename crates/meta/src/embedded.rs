@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::offsets_log::OffsetsLog;
-use crate::{MetaError, MetaStore, OffsetEntry, Result, SegmentEntry, TopicMeta};
+use crate::{MetaError, MetaStore, OffsetEntry, PartitionIndex, Result, SegmentEntry, TopicMeta};
 
 const FILE: &str = "metadata.json";
 
@@ -25,7 +25,17 @@ struct State {
     next_producer_id: i64,
     /// Segment index, keyed by `<topic id>/<partition>`.
     #[serde(default)]
-    segments: BTreeMap<String, Vec<SegmentEntry>>,
+    segments: BTreeMap<String, StoredIndex>,
+}
+
+/// A partition's index plus the newest leader epoch that committed to it (kept even when
+/// retention has removed that epoch's segments, so fencing still holds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StoredIndex {
+    #[serde(flatten)]
+    index: PartitionIndex,
+    #[serde(default)]
+    newest_epoch: i32,
 }
 
 fn segment_key(topic_id: Uuid, partition: i32) -> String {
@@ -192,56 +202,76 @@ impl MetaStore for EmbeddedMetaStore {
             )));
         }
         self.update(move |s| {
-            let list = s
+            let index = s
                 .segments
                 .entry(segment_key(topic_id, partition))
                 .or_default();
-            if let Some(last) = list.last() {
-                let newest_epoch = list
-                    .iter()
-                    .map(|e| e.leader_epoch)
-                    .max()
-                    .unwrap_or(last.leader_epoch);
-                if entry.leader_epoch < newest_epoch {
-                    return Err(MetaError::Fenced(format!(
-                        "leader epoch {} is older than {newest_epoch}",
-                        entry.leader_epoch
-                    )));
-                }
-                if entry.base_offset != last.end_offset {
-                    return Err(MetaError::Invalid(format!(
-                        "segment starts at {} but the index ends at {}",
-                        entry.base_offset, last.end_offset
-                    )));
-                }
+            if entry.leader_epoch < index.newest_epoch {
+                return Err(MetaError::Fenced(format!(
+                    "leader epoch {} is older than {}",
+                    entry.leader_epoch, index.newest_epoch
+                )));
             }
-            list.push(entry);
+            if entry.base_offset != index.index.end_offset {
+                return Err(MetaError::Invalid(format!(
+                    "segment starts at {} but the index ends at {}",
+                    entry.base_offset, index.index.end_offset
+                )));
+            }
+            index.newest_epoch = entry.leader_epoch;
+            index.index.end_offset = entry.end_offset;
+            if entry.end_offset > index.index.log_start_offset {
+                index.index.segments.push(entry);
+            }
             Ok(())
         })
         .await
     }
 
-    async fn segments(&self, topic_id: Uuid, partition: i32) -> Result<Vec<SegmentEntry>> {
+    async fn partition_index(&self, topic_id: Uuid, partition: i32) -> Result<PartitionIndex> {
         self.read(|s| {
             s.segments
                 .get(&segment_key(topic_id, partition))
-                .cloned()
+                .map(|i| i.index.clone())
                 .unwrap_or_default()
         })
     }
 
-    async fn remove_segments_before(
+    async fn advance_log_start(
         &self,
         topic_id: Uuid,
         partition: i32,
         offset: i64,
     ) -> Result<Vec<SegmentEntry>> {
         self.update(move |s| {
-            let Some(list) = s.segments.get_mut(&segment_key(topic_id, partition)) else {
-                return Ok(Vec::new());
-            };
-            let keep = list.split_off(list.partition_point(|e| e.end_offset <= offset));
-            Ok(std::mem::replace(list, keep))
+            let index = s
+                .segments
+                .entry(segment_key(topic_id, partition))
+                .or_default();
+            let i = &mut index.index;
+            i.log_start_offset = i.log_start_offset.max(offset);
+            let keep = i.segments.split_off(
+                i.segments
+                    .partition_point(|e| e.end_offset <= i.log_start_offset),
+            );
+            Ok(std::mem::replace(&mut i.segments, keep))
+        })
+        .await
+    }
+
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta> {
+        let name = name.to_string();
+        self.update(move |s| {
+            let t = s
+                .topics
+                .get_mut(&name)
+                .ok_or_else(|| MetaError::NotFound(format!("topic {name}")))?;
+            t.configs = configs;
+            Ok(t.clone())
         })
         .await
     }
@@ -294,8 +324,13 @@ impl MetaStore for EmbeddedMetaStore {
 
     async fn delete_topic(&self, name: &str) -> Result<TopicMeta> {
         let name = name.to_string();
-        self.update(move |s| s.topics.remove(&name).ok_or(MetaError::NotFound(name)))
-            .await
+        self.update(move |s| {
+            let t = s.topics.remove(&name).ok_or(MetaError::NotFound(name))?;
+            let prefix = format!("{}/", t.id);
+            s.segments.retain(|k, _| !k.starts_with(&prefix));
+            Ok(t)
+        })
+        .await
     }
 
     async fn topic(&self, name: &str) -> Result<Option<TopicMeta>> {

@@ -63,6 +63,19 @@ pub struct SegmentEntry {
     pub path: String,
 }
 
+/// A partition's log as the metadata store records it: where it starts, how far the archive
+/// reaches, and the committed segments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionIndex {
+    /// Offsets below this are deleted (retention, DeleteRecords); never moves back.
+    pub log_start_offset: i64,
+    /// Offset after the newest committed segment: the next segment must start here. Kept when
+    /// retention removes every segment, so the partition's offsets never restart.
+    pub end_offset: i64,
+    /// Committed segments in offset order, each ending after `log_start_offset`.
+    pub segments: Vec<SegmentEntry>,
+}
+
 /// Failures of the metadata store, in the kinds callers act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -120,14 +133,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// index ends (`Invalid` otherwise) and its leader epoch must not be older than any already
     /// committed for the partition (`Fenced` otherwise): a deposed leader cannot commit.
     async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()>;
-    /// A partition's committed segments, in offset order.
-    async fn segments(&self, topic_id: Uuid, partition: i32) -> Result<Vec<SegmentEntry>>;
-    /// Removes the segments that end at or before `offset` (retention), returning them so their
-    /// objects can be deleted.
-    async fn remove_segments_before(
+    /// A partition's log start, archive end and committed segments.
+    async fn partition_index(&self, topic_id: Uuid, partition: i32) -> Result<PartitionIndex>;
+    /// Raises the partition's log start offset to `offset` (retention, DeleteRecords; a lower
+    /// value changes nothing) and removes the segments that end at or before it, returning
+    /// them so their objects can be deleted.
+    async fn advance_log_start(
         &self,
         topic_id: Uuid,
         partition: i32,
         offset: i64,
     ) -> Result<Vec<SegmentEntry>>;
+    /// Replaces a topic's config overrides. `NotFound` if absent.
+    async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta>;
 }
