@@ -39,8 +39,26 @@ pub struct Store {
     pub url: String,
 }
 
+/// S3 settings from a config file, under the names AWS tools use (`aws_endpoint_url`, ...). The
+/// environment wins where both are set, as with the AWS CLI.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub aws_endpoint_url: Option<String>,
+    pub aws_region: Option<String>,
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+    pub aws_session_token: Option<String>,
+    pub aws_allow_http: Option<bool>,
+}
+
 /// Builds the store for `url`. `file://` directories are created if missing.
 pub fn from_url(url: &str) -> Result<Store, StorageError> {
+    from_url_with(url, &S3Settings::default())
+}
+
+/// [`from_url`], with S3 settings from a config file under the environment's.
+pub fn from_url_with(url: &str, s3_settings: &S3Settings) -> Result<Store, StorageError> {
     let parsed = Url::parse(url).map_err(|e| StorageError::BadUrl {
         url: url.into(),
         reason: e.to_string(),
@@ -67,7 +85,7 @@ pub fn from_url(url: &str) -> Result<Store, StorageError> {
                 url: url.into(),
             })
         }
-        "s3" => s3(&parsed, url),
+        "s3" => s3(&parsed, url, s3_settings),
         "memory" => Ok(Store {
             store: Arc::new(InMemory::new()),
             prefix: ObjectPath::from(parsed.path().trim_matches('/')),
@@ -82,8 +100,9 @@ pub fn from_url(url: &str) -> Result<Store, StorageError> {
 /// S3-compatible servers (LocalStack, MinIO), and AWS_ALLOW_HTTP=true for a plain-http
 /// endpoint. Requests use path-style addressing unless
 /// AWS_VIRTUAL_HOSTED_STYLE_REQUEST=true. Failed requests are retried with backoff.
-fn s3(parsed: &Url, url: &str) -> Result<Store, StorageError> {
-    use object_store::aws::AmazonS3Builder;
+fn s3(parsed: &Url, url: &str, file: &S3Settings) -> Result<Store, StorageError> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::{BackoffConfig, RetryConfig};
     let bucket =
         parsed
             .host_str()
@@ -92,14 +111,52 @@ fn s3(parsed: &Url, url: &str) -> Result<Store, StorageError> {
                 url: url.into(),
                 reason: "no bucket name (expected s3://bucket/prefix)".into(),
             })?;
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut builder = AmazonS3Builder::new();
+    // The config file first, then the environment over it.
+    let from_file = [
+        (AmazonS3ConfigKey::Endpoint, &file.aws_endpoint_url),
+        (AmazonS3ConfigKey::Region, &file.aws_region),
+        (AmazonS3ConfigKey::AccessKeyId, &file.aws_access_key_id),
+        (
+            AmazonS3ConfigKey::SecretAccessKey,
+            &file.aws_secret_access_key,
+        ),
+        (AmazonS3ConfigKey::Token, &file.aws_session_token),
+    ];
+    for (key, value) in from_file {
+        if let Some(v) = value {
+            builder = builder.with_config(key, v);
+        }
+    }
+    if let Some(allow) = file.aws_allow_http {
+        builder = builder.with_allow_http(allow);
+    }
+    for (name, value) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(key, value);
+            }
+        }
+    }
     // AWS_ENDPOINT_URL is the name the AWS CLI and SDKs use; object_store's own is AWS_ENDPOINT.
     if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
         builder = builder.with_endpoint(endpoint);
     }
-    if std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
-        builder = builder.with_allow_http(true);
+    if let Ok(v) = std::env::var("AWS_ALLOW_HTTP") {
+        builder = builder.with_allow_http(v.eq_ignore_ascii_case("true"));
     }
+    if let Ok(region) = std::env::var("AWS_DEFAULT_REGION") {
+        if std::env::var("AWS_REGION").is_err() && file.aws_region.is_none() {
+            builder = builder.with_region(region);
+        }
+    }
+    // Bounded retries: an unreachable store must fail an upload attempt within seconds (the
+    // uploader retries on its next pass) rather than hang it for minutes.
+    builder = builder.with_bucket_name(bucket).with_retry(RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(15),
+    });
     let store = builder.build().map_err(|source| StorageError::Unusable {
         url: url.into(),
         source,

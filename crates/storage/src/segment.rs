@@ -10,6 +10,8 @@
 //! (Hive style, so `read_parquet(..., hive_partitioning = true)` adds a `partition` column).
 //! Statistics on `offset` and `timestamp` let readers skip row groups and files.
 
+use std::io::Write;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -21,18 +23,26 @@ use arrow_array::{
     StructArray, TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{
+    FooterTail, KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
+};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
+use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 /// Version of the archive format, stored in every file's key-value metadata.
@@ -49,6 +59,8 @@ pub enum SegmentError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
     #[error("segment is not in archive format {FORMAT_VERSION}: {0}")]
     Format(String),
 }
@@ -80,6 +92,9 @@ pub struct WriteOptions {
     /// Rows per row group: small enough for a consumer's catch-up read to fetch little more than
     /// it needs, large enough for analytic scans.
     pub row_group_rows: usize,
+    /// Payload bytes (keys, values, headers) per row group, the other bound; row groups end
+    /// on batch boundaries once either is reached.
+    pub row_group_bytes: usize,
     pub zstd_level: i32,
 }
 
@@ -87,6 +102,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         Self {
             row_group_rows: 32 * 1024,
+            row_group_bytes: 4 * 1024 * 1024,
             zstd_level: 3,
         }
     }
@@ -245,16 +261,57 @@ impl Columns {
     }
 }
 
-/// Writes a partition's consecutive record batches (as stored: base offsets stamped) as one
-/// Parquet segment.
-pub fn encode_segment(
-    batches: &[Bytes],
-    meta: &SegmentMeta,
-    opts: &WriteOptions,
-) -> Result<(Bytes, SegmentInfo), SegmentError> {
-    let mut info: Option<SegmentInfo> = None;
-    let mut rows = Vec::new();
-    for stored in batches {
+/// Rows handed to the Parquet writer at a time (bounds the Arrow builders' memory).
+const WRITE_ROWS: usize = 8 * 1024;
+
+/// Builds one segment from a partition's consecutive record batches (as stored: base offsets
+/// stamped), streaming it into `W` a row group at a time: only the current row group is held
+/// in memory. Row groups end on batch boundaries, so every row group holds whole batches and a
+/// reader rebuilding batches needs exactly the row groups its offsets fall in.
+pub struct SegmentEncoder<W: Write + Send> {
+    writer: ArrowWriter<Counting<W>>,
+    cols: Columns,
+    info: Option<SegmentInfo>,
+    opts: WriteOptions,
+    group_rows: usize,
+    group_bytes: usize,
+}
+
+impl<W: Write + Send> SegmentEncoder<W> {
+    pub fn new(out: W, meta: &SegmentMeta, opts: &WriteOptions) -> Result<Self, SegmentError> {
+        let props = WriterProperties::builder()
+            .set_compression(ParquetCompression::ZSTD(ZstdLevel::try_new(
+                opts.zstd_level,
+            )?))
+            // Row groups are closed by `push`, on batch boundaries, never by the writer.
+            .set_max_row_group_row_count(None)
+            .set_key_value_metadata(Some(vec![
+                kv("format_version", FORMAT_VERSION.into()),
+                kv("topic", meta.topic.clone()),
+                kv("topic_id", meta.topic_id.to_string()),
+                kv("partition", meta.partition.to_string()),
+                kv("leader_epoch", meta.leader_epoch.to_string()),
+            ]))
+            .build();
+        Ok(Self {
+            writer: ArrowWriter::try_new(
+                Counting {
+                    inner: out,
+                    bytes: 0,
+                },
+                schema(),
+                Some(props),
+            )?,
+            cols: Columns::new(),
+            info: None,
+            opts: opts.clone(),
+            group_rows: 0,
+            group_bytes: 0,
+        })
+    }
+
+    /// Adds the next batch of the partition.
+    pub fn push(&mut self, stored: &Bytes) -> Result<(), SegmentError> {
         let batch_offset = stored
             .get(0..8)
             .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])))
@@ -274,7 +331,7 @@ pub fn encode_segment(
                 }
                 | if r.transactional { 0x10 } else { 0 }
                 | if r.control { 0x20 } else { 0 };
-            let i = info.get_or_insert(SegmentInfo {
+            let i = self.info.get_or_insert(SegmentInfo {
                 base_offset: r.offset,
                 end_offset: r.offset,
                 records: 0,
@@ -286,40 +343,165 @@ pub fn encode_segment(
             i.records += 1;
             i.min_timestamp = i.min_timestamp.min(r.timestamp);
             i.max_timestamp = i.max_timestamp.max(r.timestamp);
-            rows.push((r, batch_offset, attributes));
+            self.group_rows += 1;
+            self.group_bytes += record_bytes(&r);
+            self.cols.push(&r, batch_offset, attributes);
+            if self.cols.rows >= WRITE_ROWS {
+                self.writer.write(&self.cols.finish()?)?;
+            }
+        }
+        if self.group_rows >= self.opts.row_group_rows.max(1)
+            || self.group_bytes >= self.opts.row_group_bytes.max(1)
+        {
+            self.close_row_group()?;
+        }
+        Ok(())
+    }
+
+    fn close_row_group(&mut self) -> Result<(), SegmentError> {
+        if self.cols.rows > 0 {
+            self.writer.write(&self.cols.finish()?)?;
+        }
+        self.writer.flush()?;
+        self.group_rows = 0;
+        self.group_bytes = 0;
+        Ok(())
+    }
+
+    /// Offsets and timestamps of what was pushed so far (`None` before the first record).
+    pub fn info(&self) -> Option<&SegmentInfo> {
+        self.info.as_ref()
+    }
+
+    /// Writes the last row group and the footer; returns the sink and what the file holds.
+    pub fn finish(mut self) -> Result<(W, SegmentInfo), SegmentError> {
+        let mut info = self.info.take().ok_or(SegmentError::Empty)?;
+        self.close_row_group()?;
+        self.writer
+            .append_key_value_metadata(kv("base_offset", info.base_offset.to_string()));
+        self.writer
+            .append_key_value_metadata(kv("end_offset", info.end_offset.to_string()));
+        let out = self.writer.into_inner()?;
+        info.size_bytes = out.bytes;
+        Ok((out.inner, info))
+    }
+}
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn kv(k: &str, v: String) -> KeyValue {
+    KeyValue::new(format!("sediment.{k}"), v)
+}
+
+/// Bytes of a record's payload (key, value, headers): what row groups are sized by.
+fn record_bytes(r: &Record) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+        + 32
+}
+
+/// Writes a partition's consecutive record batches as one segment held in memory.
+pub fn encode_segment(
+    batches: &[Bytes],
+    meta: &SegmentMeta,
+    opts: &WriteOptions,
+) -> Result<(Bytes, SegmentInfo), SegmentError> {
+    let mut enc = SegmentEncoder::new(Vec::new(), meta, opts)?;
+    for b in batches {
+        enc.push(b)?;
+    }
+    let (out, info) = enc.finish()?;
+    Ok((Bytes::from(out), info))
+}
+
+/// A `std::io::Write` that streams a new object into the store from a blocking thread:
+/// bytes are handed over in parts of `part_bytes`, and an object larger than that becomes a
+/// multipart upload (object_store's `BufWriter`). Nothing is visible under the path until
+/// [`ObjectWrite::finish`] completes.
+pub struct ObjectWrite {
+    handle: tokio::runtime::Handle,
+    inner: BufWriter,
+    pending: Vec<u8>,
+    part_bytes: usize,
+}
+
+impl ObjectWrite {
+    /// `handle` drives the uploads; call this type's methods only off the runtime's threads
+    /// (e.g. in `spawn_blocking`).
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        store: Arc<dyn ObjectStore>,
+        path: ObjectPath,
+        part_bytes: usize,
+    ) -> Self {
+        let part_bytes = part_bytes.max(MIN_PART_BYTES);
+        Self {
+            handle,
+            inner: BufWriter::with_capacity(store, path, part_bytes),
+            pending: Vec::new(),
+            part_bytes,
         }
     }
-    let mut info = info.ok_or(SegmentError::Empty)?;
-    let kv = |k: &str, v: String| KeyValue::new(format!("sediment.{k}"), v);
-    let props = WriterProperties::builder()
-        .set_compression(ParquetCompression::ZSTD(ZstdLevel::try_new(
-            opts.zstd_level,
-        )?))
-        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
-        .set_key_value_metadata(Some(vec![
-            kv("format_version", FORMAT_VERSION.into()),
-            kv("topic", meta.topic.clone()),
-            kv("topic_id", meta.topic_id.to_string()),
-            kv("partition", meta.partition.to_string()),
-            kv("leader_epoch", meta.leader_epoch.to_string()),
-            kv("base_offset", info.base_offset.to_string()),
-            kv("end_offset", info.end_offset.to_string()),
-        ]))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
-    let mut cols = Columns::new();
-    for (r, batch_offset, attributes) in &rows {
-        cols.push(r, *batch_offset, *attributes);
-        if cols.rows >= opts.row_group_rows.max(1) {
-            writer.write(&cols.finish()?)?;
+
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
         }
+        let part = Bytes::from(std::mem::take(&mut self.pending));
+        self.handle
+            .block_on(self.inner.put(part))
+            .map_err(std::io::Error::other)
     }
-    if cols.rows > 0 {
-        writer.write(&cols.finish()?)?;
+
+    /// Uploads what is left and completes the object.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.hand_over()?;
+        let inner = &mut self.inner;
+        self.handle.block_on(inner.shutdown())
     }
-    let out = Bytes::from(writer.into_inner()?);
-    info.size_bytes = out.len() as u64;
-    Ok((out, info))
+
+    /// Gives up, removing any parts already uploaded.
+    pub fn abort(mut self) {
+        let inner = &mut self.inner;
+        let _ = self.handle.block_on(inner.abort());
+    }
+}
+
+/// S3's smallest part but the last.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+
+impl Write for ObjectWrite {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= self.part_bytes {
+            self.hand_over()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, SegmentError> {
@@ -329,17 +511,9 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, S
         .ok_or_else(|| SegmentError::Format(format!("column {name} missing or of another type")))
 }
 
-/// Rebuilds record batches from a segment, starting with the batch that holds `from_offset`,
-/// until `max_bytes` is reached (the first batch is always returned). Row groups whose offset
-/// statistics end before `from_offset` are not read.
-pub fn decode_segment(
-    data: Bytes,
-    from_offset: i64,
-    max_bytes: usize,
-) -> Result<Vec<Bytes>, SegmentError> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
-    let version = builder
-        .metadata()
+/// Checks a file's footer says archive format 1.
+fn check_version(meta: &ParquetMetaData) -> Result<(), SegmentError> {
+    let version = meta
         .file_metadata()
         .key_value_metadata()
         .and_then(|kvs| kvs.iter().find(|kv| kv.key == "sediment.format_version"))
@@ -347,104 +521,291 @@ pub fn decode_segment(
     if version.as_deref() != Some(FORMAT_VERSION) {
         return Err(SegmentError::Format(format!("format_version {version:?}")));
     }
-    let col = |name: &str| {
-        builder
-            .parquet_schema()
-            .columns()
-            .iter()
-            .position(|c| c.name() == name)
-            .ok_or_else(|| SegmentError::Format(format!("no {name} column")))
-    };
-    let (offset_col, batch_col) = (col("offset")?, col("batch_offset")?);
-    let stat = |rg: &parquet::file::metadata::RowGroupMetaData, c: usize, max: bool| match rg
-        .column(c)
-        .statistics()
-    {
-        Some(Statistics::Int64(s)) => {
-            if max {
-                s.max_opt().copied()
-            } else {
-                s.min_opt().copied()
-            }
-        }
-        _ => None,
-    };
-    let row_groups = builder.metadata().row_groups();
-    // The first row group holding offsets at or after `from_offset`; the batch its first row
-    // belongs to may begin in earlier row groups, which are read too so batches come back whole.
-    let Some(first) = row_groups
-        .iter()
-        .position(|rg| stat(rg, offset_col, true).is_none_or(|m| m >= from_offset))
-    else {
-        return Ok(Vec::new());
-    };
-    let batch_start = stat(&row_groups[first], batch_col, false).unwrap_or(i64::MIN);
-    let mut start = first;
-    while start > 0
-        && stat(&row_groups[start - 1], offset_col, true).is_none_or(|m| m >= batch_start)
-    {
-        start -= 1;
-    }
-    let groups: Vec<usize> = (start..row_groups.len()).collect();
-    let reader = builder.with_row_groups(groups).build()?;
+    Ok(())
+}
 
-    let mut out = Vec::new();
-    let mut total = 0usize;
-    let mut pending: Vec<Record> = Vec::new();
-    let mut pending_batch: Option<(i64, i16)> = None;
-    let flush = |records: &mut Vec<Record>,
-                 attributes: i16,
-                 out: &mut Vec<Bytes>,
-                 total: &mut usize|
-     -> Result<bool, SegmentError> {
-        if records.is_empty() {
+/// Bytes read from the end of a segment in the first request for its footer.
+const FOOTER_GUESS: u64 = 64 * 1024;
+
+/// Reads a segment's footer (one ranged GET, two if the footer is large) and checks its format.
+pub async fn read_metadata(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    size: u64,
+) -> Result<ParquetMetaData, SegmentError> {
+    if size < 8 {
+        return Err(SegmentError::Format(format!(
+            "{size} bytes is no parquet file"
+        )));
+    }
+    let start = size.saturating_sub(FOOTER_GUESS);
+    let tail = store.get_range(path, start..size).await?;
+    let footer: [u8; 8] = tail[tail.len() - 8..]
+        .try_into()
+        .map_err(|_| SegmentError::Format("short footer".into()))?;
+    let len = FooterTail::try_new(&footer)?.metadata_length() as u64;
+    if len + 8 > size {
+        return Err(SegmentError::Format(format!(
+            "footer of {len} bytes in a {size}-byte file"
+        )));
+    }
+    let meta = if len + 8 <= tail.len() as u64 {
+        let from = tail.len() - 8 - len as usize;
+        ParquetMetaDataReader::decode_metadata(&tail[from..tail.len() - 8])?
+    } else {
+        let bytes = store.get_range(path, size - 8 - len..size - 8).await?;
+        ParquetMetaDataReader::decode_metadata(&bytes)?
+    };
+    check_version(&meta)?;
+    Ok(meta)
+}
+
+fn stat_i64(rg: &RowGroupMetaData, column: usize, max: bool) -> Option<i64> {
+    match rg.column(column).statistics() {
+        Some(Statistics::Int64(s)) if max => s.max_opt().copied(),
+        Some(Statistics::Int64(s)) => s.min_opt().copied(),
+        _ => None,
+    }
+}
+
+fn column_index(meta: &ParquetMetaData, name: &str) -> Result<usize, SegmentError> {
+    meta.file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.name() == name)
+        .ok_or_else(|| SegmentError::Format(format!("no {name} column")))
+}
+
+/// Offset range `[first, last]` of a row group, from its statistics.
+pub fn row_group_offsets(meta: &ParquetMetaData, rg: usize) -> Result<(i64, i64), SegmentError> {
+    let col = column_index(meta, "offset")?;
+    let group = meta
+        .row_groups()
+        .get(rg)
+        .ok_or_else(|| SegmentError::Format(format!("no row group {rg}")))?;
+    match (stat_i64(group, col, false), stat_i64(group, col, true)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(SegmentError::Format(format!(
+            "row group {rg} has no offset statistics"
+        ))),
+    }
+}
+
+/// Timestamp range (ms) of a row group, from its statistics.
+pub fn row_group_max_timestamp(meta: &ParquetMetaData, rg: usize) -> Option<i64> {
+    let col = column_index(meta, "timestamp").ok()?;
+    stat_i64(meta.row_groups().get(rg)?, col, true)
+}
+
+/// The row group holding `offset`, or the first one after it; `None` past the end.
+pub fn row_group_for(meta: &ParquetMetaData, offset: i64) -> Result<Option<usize>, SegmentError> {
+    for rg in 0..meta.num_row_groups() {
+        if row_group_offsets(meta, rg)?.1 >= offset {
+            return Ok(Some(rg));
+        }
+    }
+    Ok(None)
+}
+
+/// Row groups to read to rebuild the batches that start in row group `rg`: `rg` and any
+/// following ones that continue its last batch (none for files this crate writes, whose row
+/// groups end on batch boundaries; other writers may split batches).
+fn chunk_groups(meta: &ParquetMetaData, rg: usize) -> Result<Vec<usize>, SegmentError> {
+    let batch_col = column_index(meta, "batch_offset")?;
+    let mut groups = vec![rg];
+    let mut next = rg + 1;
+    while let Some(group) = meta.row_groups().get(next) {
+        let first_offset = row_group_offsets(meta, next)?.0;
+        match stat_i64(group, batch_col, false) {
+            Some(b) if b < first_offset => groups.push(next),
+            _ => break,
+        }
+        next += 1;
+    }
+    Ok(groups)
+}
+
+/// Byte ranges to fetch to rebuild the batches that start in row group `rg`.
+pub fn row_group_ranges(
+    meta: &ParquetMetaData,
+    rg: usize,
+) -> Result<Vec<Range<u64>>, SegmentError> {
+    let mut ranges = Vec::new();
+    for g in chunk_groups(meta, rg)? {
+        for c in meta.row_group(g).columns() {
+            let (start, len) = c.byte_range();
+            ranges.push(start..start + len);
+        }
+    }
+    Ok(ranges)
+}
+
+/// Parts of a file fetched with ranged reads, readable as the whole file by the Parquet reader
+/// as long as it asks only for what was fetched.
+struct Fetched {
+    parts: Vec<(u64, Bytes)>,
+    len: u64,
+}
+
+impl Fetched {
+    fn slice(&self, start: u64, len: Option<usize>) -> parquet::errors::Result<Bytes> {
+        let i = self.parts.partition_point(|(s, _)| *s <= start);
+        let (s, b) = i
+            .checked_sub(1)
+            .and_then(|i| self.parts.get(i))
+            .ok_or_else(|| {
+                parquet::errors::ParquetError::General(format!("{start} not fetched"))
+            })?;
+        let from = (start - s) as usize;
+        let to = len.map_or(b.len(), |l| from + l);
+        if to > b.len() {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "{start}+{len:?} not fetched"
+            )));
+        }
+        Ok(b.slice(from..to))
+    }
+}
+
+impl Length for Fetched {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for Fetched {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        Ok(self.slice(start, None)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        self.slice(start, Some(length))
+    }
+}
+
+/// Rebuilds the record batches that start in row group `rg` from the byte ranges
+/// [`row_group_ranges`] named, fetched into `parts` (in the same order). CPU-bound: run it
+/// off the async runtime's threads.
+pub fn decode_row_group(
+    meta: Arc<ParquetMetaData>,
+    rg: usize,
+    ranges: &[Range<u64>],
+    parts: Vec<Bytes>,
+) -> Result<Vec<Bytes>, SegmentError> {
+    let groups = chunk_groups(&meta, rg)?;
+    let (first_offset, last_offset) = row_group_offsets(&meta, rg)?;
+    let mut fetched: Vec<(u64, Bytes)> = ranges.iter().map(|r| r.start).zip(parts).collect();
+    fetched.sort_by_key(|(s, _)| *s);
+    let len = fetched.last().map_or(0, |(s, b)| s + b.len() as u64);
+    let input = Fetched {
+        parts: fetched,
+        len,
+    };
+    let reader_meta = ArrowReaderMetadata::try_new(meta, ArrowReaderOptions::new())?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(input, reader_meta)
+        .with_row_groups(groups)
+        .build()?;
+    let mut rebuild = Rebuild::new(first_offset, first_offset, usize::MAX);
+    rebuild.max_batch_offset = last_offset;
+    for batch in reader {
+        if !rebuild.add(&batch?)? {
+            break;
+        }
+    }
+    rebuild.finish()
+}
+
+/// Turns rows back into record batches.
+struct Rebuild {
+    /// Rows of batches that began before this offset are skipped (they belong to an earlier
+    /// chunk).
+    min_batch_offset: i64,
+    /// Rows of batches that begin after this offset are not wanted (they start a later chunk).
+    max_batch_offset: i64,
+    /// Batches ending before this offset are dropped.
+    from_offset: i64,
+    max_bytes: usize,
+    out: Vec<Bytes>,
+    total: usize,
+    pending: Vec<Record>,
+    pending_batch: Option<(i64, i16)>,
+    full: bool,
+}
+
+impl Rebuild {
+    fn new(min_batch_offset: i64, from_offset: i64, max_bytes: usize) -> Self {
+        Self {
+            min_batch_offset,
+            max_batch_offset: i64::MAX,
+            from_offset,
+            max_bytes,
+            out: Vec::new(),
+            total: 0,
+            pending: Vec::new(),
+            pending_batch: None,
+            full: false,
+        }
+    }
+
+    /// Encodes the pending batch. False once `max_bytes` is reached.
+    fn flush(&mut self) -> Result<bool, SegmentError> {
+        let attributes = self.pending_batch.map_or(0, |b| b.1);
+        if self.pending.is_empty() {
             return Ok(true);
         }
-        let last = records.last().map(|r| r.offset).unwrap_or(i64::MIN);
-        if last < from_offset {
-            records.clear();
+        let last = self.pending.last().map_or(i64::MIN, |r| r.offset);
+        if last < self.from_offset {
+            self.pending.clear();
             return Ok(true);
         }
         let mut buf = BytesMut::new();
         RecordBatchEncoder::encode(
             &mut buf,
-            records.iter(),
+            self.pending.iter(),
             &RecordEncodeOptions {
                 version: 2,
                 compression: compression_of(attributes)?,
             },
         )
         .map_err(|e| SegmentError::Batch(e.to_string()))?;
-        records.clear();
-        if !out.is_empty() && *total + buf.len() > max_bytes {
+        self.pending.clear();
+        if !self.out.is_empty() && self.total + buf.len() > self.max_bytes {
+            self.full = true;
             return Ok(false);
         }
-        *total += buf.len();
-        out.push(buf.freeze());
+        self.total += buf.len();
+        self.out.push(buf.freeze());
         Ok(true)
-    };
-    for batch in reader {
-        let batch = batch?;
-        let offset = column::<Int64Array>(&batch, "offset")?;
-        let timestamp = column::<TimestampMillisecondArray>(&batch, "timestamp")?;
-        let key = column::<BinaryArray>(&batch, "key")?;
-        let value = column::<BinaryArray>(&batch, "value")?;
-        let headers = column::<ListArray>(&batch, "headers")?;
-        let batch_offset = column::<Int64Array>(&batch, "batch_offset")?;
-        let attributes = column::<Int16Array>(&batch, "batch_attributes")?;
-        let producer_id = column::<Int64Array>(&batch, "producer_id")?;
-        let producer_epoch = column::<Int16Array>(&batch, "producer_epoch")?;
-        let sequence = column::<Int32Array>(&batch, "sequence")?;
-        let leader_epoch = column::<Int32Array>(&batch, "leader_epoch")?;
+    }
+
+    /// Adds rows; false once `max_bytes` is reached.
+    fn add(&mut self, batch: &RecordBatch) -> Result<bool, SegmentError> {
+        let offset = column::<Int64Array>(batch, "offset")?;
+        let timestamp = column::<TimestampMillisecondArray>(batch, "timestamp")?;
+        let key = column::<BinaryArray>(batch, "key")?;
+        let value = column::<BinaryArray>(batch, "value")?;
+        let headers = column::<ListArray>(batch, "headers")?;
+        let batch_offset = column::<Int64Array>(batch, "batch_offset")?;
+        let attributes = column::<Int16Array>(batch, "batch_attributes")?;
+        let producer_id = column::<Int64Array>(batch, "producer_id")?;
+        let producer_epoch = column::<Int16Array>(batch, "producer_epoch")?;
+        let sequence = column::<Int32Array>(batch, "sequence")?;
+        let leader_epoch = column::<Int32Array>(batch, "leader_epoch")?;
         for row in 0..batch.num_rows() {
             let this_batch = (batch_offset.value(row), attributes.value(row));
-            if pending_batch.is_some_and(|b| b.0 != this_batch.0) {
-                let attrs = pending_batch.map(|b| b.1).unwrap_or(0);
-                if !flush(&mut pending, attrs, &mut out, &mut total)? {
-                    return Ok(out);
-                }
+            if this_batch.0 < self.min_batch_offset {
+                continue;
             }
-            pending_batch = Some(this_batch);
+            if this_batch.0 > self.max_batch_offset {
+                return Ok(false);
+            }
+            if self.pending_batch.is_some_and(|b| b.0 != this_batch.0) && !self.flush()? {
+                return Ok(false);
+            }
+            self.pending_batch = Some(this_batch);
             let mut header_map = kafka_protocol::indexmap::IndexMap::new();
             let list = headers.value(row);
             if let Some(entries) = list.as_any().downcast_ref::<StructArray>() {
@@ -459,7 +820,7 @@ pub fn decode_segment(
                 }
             }
             let attrs = this_batch.1;
-            pending.push(Record {
+            self.pending.push(Record {
                 transactional: attrs & 0x10 != 0,
                 control: attrs & 0x20 != 0,
                 delete_horizon: false,
@@ -479,10 +840,48 @@ pub fn decode_segment(
                 headers: header_map,
             });
         }
+        Ok(true)
     }
-    let attrs = pending_batch.map(|b| b.1).unwrap_or(0);
-    flush(&mut pending, attrs, &mut out, &mut total)?;
-    Ok(out)
+
+    fn finish(mut self) -> Result<Vec<Bytes>, SegmentError> {
+        if !self.full {
+            self.flush()?;
+        }
+        Ok(self.out)
+    }
+}
+
+/// Rebuilds record batches from a whole segment in memory, starting with the batch that holds
+/// `from_offset`, until `max_bytes` is reached (the first batch is always returned). Row groups
+/// whose offset statistics end before `from_offset` are not read.
+pub fn decode_segment(
+    data: Bytes,
+    from_offset: i64,
+    max_bytes: usize,
+) -> Result<Vec<Bytes>, SegmentError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data)?;
+    check_version(builder.metadata())?;
+    let meta = builder.metadata().clone();
+    let batch_col = column_index(&meta, "batch_offset")?;
+    let Some(first) = row_group_for(&meta, from_offset)? else {
+        return Ok(Vec::new());
+    };
+    // The batch holding the first wanted row may begin in earlier row groups (files from
+    // writers that split batches): read those too so batches come back whole.
+    let batch_start = stat_i64(meta.row_group(first), batch_col, false).unwrap_or(i64::MIN);
+    let mut start = first;
+    while start > 0 && row_group_offsets(&meta, start - 1)?.1 >= batch_start {
+        start -= 1;
+    }
+    let groups: Vec<usize> = (start..meta.num_row_groups()).collect();
+    let reader = builder.with_row_groups(groups).build()?;
+    let mut rebuild = Rebuild::new(i64::MIN, from_offset, max_bytes);
+    for batch in reader {
+        if !rebuild.add(&batch?)? {
+            break;
+        }
+    }
+    rebuild.finish()
 }
 
 #[cfg(test)]
@@ -580,6 +979,7 @@ mod tests {
         let opts = WriteOptions {
             row_group_rows: 4,
             zstd_level: 1,
+            ..Default::default()
         };
         let (data, _) = encode_segment(&input, &meta(), &opts).unwrap();
         // 119 is inside the third batch (117..122).
@@ -597,6 +997,103 @@ mod tests {
         assert_eq!(records_of(&whole).len(), 35);
         // Past the end: nothing.
         assert!(decode_segment(data, 500, usize::MAX).unwrap().is_empty());
+    }
+
+    /// Every row group's batches, read the way the broker does: footer, then ranged reads of
+    /// one row group's column chunks.
+    async fn read_by_row_group(
+        store: Arc<dyn ObjectStore>,
+        path: &ObjectPath,
+        size: u64,
+    ) -> Vec<Vec<Bytes>> {
+        let meta = Arc::new(read_metadata(store.as_ref(), path, size).await.unwrap());
+        let mut out = Vec::new();
+        for rg in 0..meta.num_row_groups() {
+            let ranges = row_group_ranges(&meta, rg).unwrap();
+            let parts = store.get_ranges(path, &ranges).await.unwrap();
+            out.push(decode_row_group(meta.clone(), rg, &ranges, parts).unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn row_groups_hold_whole_batches_and_are_read_by_range() {
+        let input = sample();
+        let opts = WriteOptions {
+            row_group_rows: 4,
+            ..Default::default()
+        };
+        let (data, info) = encode_segment(&input, &meta(), &opts).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let path = ObjectPath::from("seg.parquet");
+        store.put(&path, data.into()).await.unwrap();
+        let groups = read_by_row_group(store, &path, info.size_bytes).await;
+        // Each batch is at least 4 records, so each closes a row group of its own.
+        assert_eq!(groups.len(), input.len());
+        for (g, batch) in groups.iter().zip(&input) {
+            assert_eq!(records_of(g), records_of(std::slice::from_ref(batch)));
+        }
+    }
+
+    #[tokio::test]
+    async fn files_that_split_batches_across_row_groups_still_read_whole_batches() {
+        // Another writer may cut row groups mid-batch: here every 4 rows.
+        let input = sample();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4))
+            .set_key_value_metadata(Some(vec![kv("format_version", FORMAT_VERSION.into())]))
+            .build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props)).unwrap();
+        let mut cols = Columns::new();
+        for stored in &input {
+            let set = sediment_protocol::decompress::decode_batch(stored, 1 << 20).unwrap();
+            let base = i64::from_be_bytes(stored[0..8].try_into().unwrap());
+            for r in &set.records {
+                let ts = if r.timestamp_type == TimestampType::LogAppend {
+                    8
+                } else {
+                    0
+                };
+                cols.push(r, base, compression_code(set.compression) | ts);
+            }
+        }
+        writer.write(&cols.finish().unwrap()).unwrap();
+        let data = Bytes::from(writer.into_inner().unwrap());
+        let size = data.len() as u64;
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let path = ObjectPath::from("foreign.parquet");
+        store.put(&path, data.into()).await.unwrap();
+        let groups = read_by_row_group(store, &path, size).await;
+        assert_eq!(groups.len(), 9, "35 rows in groups of 4");
+        // Every batch comes back exactly once, whole, from the row group it starts in.
+        let all: Vec<Bytes> = groups.concat();
+        assert_eq!(all.len(), input.len());
+        assert_eq!(records_of(&all), records_of(&input));
+        // Rows 100..104 start the first batch; the second group (104..108) only continues it.
+        assert!(groups[1].is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn object_write_streams_large_objects_as_multipart_uploads() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let path = ObjectPath::from("big");
+        let body: Vec<u8> = (0..12 * 1024 * 1024u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let (s, p, b) = (store.clone(), path.clone(), body.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut w = ObjectWrite::new(handle, s, p, MIN_PART_BYTES);
+            for chunk in b.chunks(100_000) {
+                w.write_all(chunk).unwrap();
+            }
+            w.finish().unwrap();
+        })
+        .await
+        .unwrap();
+        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.len(), body.len());
+        assert!(got == body);
     }
 
     #[test]
