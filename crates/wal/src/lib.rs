@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -150,9 +151,67 @@ impl WalConfig {
 pub struct Segments {
     files: Arc<RwLock<BTreeMap<u64, Arc<File>>>>,
     dir: PathBuf,
+    /// Id of the segment the writer appends to (or will start next); never released.
+    active: Arc<AtomicU64>,
+    /// Bytes of all segment files.
+    disk_bytes: Arc<AtomicU64>,
 }
 
 impl Segments {
+    /// Id of the segment being written. Every entry not yet reported `written` lands in this
+    /// segment or a later one, so a caller that reads this *before* looking at what it has
+    /// indexed can never release an entry it has not seen.
+    pub fn active_segment(&self) -> u64 {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the log's segment files take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Deletes every segment file with an id below `bound` (never the active one): their
+    /// entries are no longer needed. Returns how many files and bytes were freed.
+    pub fn release_below(&self, bound: u64) -> Result<(usize, u64), WalError> {
+        let bound = bound.min(self.active_segment());
+        let gone: Vec<(u64, Arc<File>)> = {
+            let mut files = self.files.write().map_err(|_| WalError::Failed)?;
+            let keep = files.split_off(&bound);
+            std::mem::replace(&mut *files, keep).into_iter().collect()
+        };
+        let mut freed = 0u64;
+        for (id, file) in &gone {
+            let path = segment_path(&self.dir, *id);
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::io(&path, e)),
+            }
+            freed += len;
+        }
+        if !gone.is_empty() {
+            // The unlinks must be durable before anything relies on the space being gone.
+            let _ = File::open(&self.dir).and_then(|d| d.sync_all());
+        }
+        self.disk_bytes
+            .fetch_sub(freed.min(self.disk_bytes()), Ordering::SeqCst);
+        Ok((gone.len(), freed))
+    }
+
+    /// Id of the oldest segment file still present.
+    pub fn oldest_segment(&self) -> Option<u64> {
+        self.files.read().ok()?.keys().next().copied()
+    }
+
+    pub(crate) fn set_active(&self, id: u64) {
+        self.active.store(id, Ordering::SeqCst);
+    }
+
+    pub(crate) fn add_disk_bytes(&self, n: u64) {
+        self.disk_bytes.fetch_add(n, Ordering::SeqCst);
+    }
+
     fn insert(&self, id: u64, file: Arc<File>) {
         if let Ok(mut m) = self.files.write() {
             m.insert(id, file);
@@ -210,8 +269,22 @@ impl Wal {
         let segments = Segments {
             files: Arc::default(),
             dir: config.dir.clone(),
+            active: Arc::default(),
+            disk_bytes: Arc::default(),
         };
         let recovered = recovery::recover(&config.dir, &segments)?;
+        segments.set_active(recovered.next_segment);
+        let on_disk: u64 = segments
+            .files
+            .read()
+            .map(|m| {
+                m.values()
+                    .filter_map(|f| f.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        segments.add_disk_bytes(on_disk);
         let (tx, rx) = std::sync::mpsc::channel();
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -195,3 +195,48 @@ proptest! {
         prop_assert_eq!(more[0].segment, 1);
     }
 }
+
+#[test]
+fn released_segments_are_deleted_and_stay_gone_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let sizes: Vec<usize> = (0..200).map(|i| 1 + (i * 37) % 700).collect();
+    let (wal, _) = Wal::open(config(dir.path()), Arc::new(Recorder::default())).unwrap();
+    let positions = append_all(&wal, &sizes, Durability::Synced);
+    let segs = wal.segments();
+    let files = |d: &Path| std::fs::read_dir(d).unwrap().count() as u64;
+    let before = segs.disk_bytes();
+    let on_disk: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(before, on_disk, "disk_bytes tracks the files");
+    let active = segs.active_segment();
+    assert_eq!(active, positions.last().unwrap().segment);
+    // Asking for more than exists never deletes the active segment.
+    let keep_from = positions[150].segment;
+    let (n, freed) = segs.release_below(keep_from).unwrap();
+    assert_eq!(n as u64, keep_from, "segments 0..{keep_from} deleted");
+    assert!(freed > 0 && segs.disk_bytes() == before - freed);
+    assert!(
+        segs.read(&positions[0]).is_err(),
+        "released entries are gone"
+    );
+    assert_eq!(
+        segs.read(&positions[150]).unwrap(),
+        payload(150, sizes[150])
+    );
+    segs.release_below(u64::MAX).unwrap();
+    assert_eq!(files(dir.path()), 1, "only the active segment is left");
+    assert_eq!(
+        segs.read(&positions[199]).unwrap(),
+        payload(199, sizes[199])
+    );
+    drop(wal);
+
+    // Recovery starts from what is left.
+    let (wal, rec) = Wal::open(config(dir.path()), Arc::new(Recorder::default())).unwrap();
+    assert!(rec.entries.iter().all(|(_, p)| p.segment == active));
+    assert_eq!(rec.entries.last().map(|e| e.0), Some(meta(199)));
+    assert!(rec.next_segment > active);
+    drop(wal);
+}

@@ -118,6 +118,8 @@ impl Writer {
             .map_err(|e| WalError::io(&path, e))?;
         let file = Arc::new(file);
         self.segments.insert(id, file.clone());
+        self.segments.set_active(id);
+        self.segments.add_disk_bytes(SEGMENT_MAGIC.len() as u64);
         self.next_id += 1;
         self.current = Some(Open {
             id,
@@ -191,6 +193,7 @@ impl Writer {
             return Self::fail(group, WalError::io(&path, e));
         }
         drop(slices);
+        self.segments.add_disk_bytes(offset - open.size);
         open.size = offset;
         self.sink.written(&entries);
         for (a, (_, pos)) in group.iter_mut().zip(&entries) {
