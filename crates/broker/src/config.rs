@@ -41,6 +41,25 @@ pub struct BrokerConfig {
     /// Committed offsets of a group without members expire this long after their commit
     /// (Kafka: offsets.retention.minutes, 7 days).
     pub offsets_retention: std::time::Duration,
+    /// Memory for the archive read cache (rebuilt record batches and segment footers).
+    pub cache_memory_bytes: usize,
+    /// Local disk for the archive read cache (foyer's block engine), under `cache_dir`.
+    pub cache_disk_bytes: usize,
+    /// Where the disk cache lives (default: `<data_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// Row groups fetched ahead of a consumer reading the archive.
+    pub readahead_chunks: usize,
+    /// Most bytes the WAL may hold on disk; beyond it (object storage down or slow) produce
+    /// requests get the retriable KAFKA_STORAGE_ERROR until uploads free space.
+    pub wal_budget_bytes: u64,
+    /// Broker defaults for topics without overrides (Kafka's log.retention.ms and
+    /// log.retention.bytes; -1 = unlimited).
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    /// How often retention runs.
+    pub retention_check_interval: std::time::Duration,
+    /// Segments larger than this are uploaded as multipart uploads of parts this size.
+    pub multipart_part_bytes: usize,
 }
 
 impl BrokerConfig {
@@ -66,6 +85,15 @@ impl BrokerConfig {
             offsets_retention: std::time::Duration::from_secs(7 * 24 * 3600),
             segment_bytes: 64 * 1024 * 1024,
             segment_interval: std::time::Duration::from_secs(60),
+            cache_memory_bytes: 256 * 1024 * 1024,
+            cache_disk_bytes: 1024 * 1024 * 1024,
+            cache_dir: None,
+            readahead_chunks: 4,
+            wal_budget_bytes: 4 * 1024 * 1024 * 1024,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_interval: std::time::Duration::from_secs(30),
+            multipart_part_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -6,12 +6,14 @@
 //! wrote and synced so that the partition index and high watermark advance in log order.
 //! A fetch reads the same index and `pread`s batch bytes back out of the WAL segment files.
 
+pub mod archive;
 pub mod config;
 pub mod groups;
 pub mod handlers;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod retention;
 pub mod server;
 pub mod topics;
 pub mod uploader;
@@ -38,6 +40,8 @@ pub enum StartError {
     Wal(#[from] sediment_wal::WalError),
     #[error(transparent)]
     Storage(#[from] sediment_storage::StorageError),
+    #[error("{0}")]
+    State(String),
 }
 
 /// Everything the handlers share.
@@ -48,6 +52,7 @@ pub struct Broker {
     pub segments: Segments,
     pub metrics: Arc<Metrics>,
     pub object_store: Store,
+    pub archive: Arc<archive::Archive>,
     pub coordinator: groups::Coordinator,
     cluster_id: String,
     /// The current block of producer ids: next to hand out, end of block.
@@ -74,12 +79,20 @@ impl Broker {
         for t in meta.topics().await? {
             registry.upsert_topic(t);
         }
+        // The archive first: partitions continue where it ends, and the WAL is replayed on top.
+        Self::load_archive_state(meta.as_ref(), &registry).await?;
+        let snapshot = log::ProducerSnapshot::load(&config.data_dir).map_err(StartError::State)?;
+        let archive = Arc::new(
+            archive::Archive::open(&config, object_store.store.clone(), metrics.clone())
+                .await
+                .map_err(StartError::State)?,
+        );
         let mut wal_config = WalConfig::new(config.data_dir.join("wal"));
         wal_config.segment_bytes = config.wal_segment_bytes;
         wal_config.sync = config.wal_sync;
         let (wal, recovered) = Wal::open(wal_config, registry.clone())?;
         let entries = recovered.entries.len();
-        registry.recover(&recovered.entries, &wal.segments());
+        registry.recover(&recovered.entries, &wal.segments(), &snapshot);
         info!(
             entries,
             topics = registry.topic_count(),
@@ -98,12 +111,16 @@ impl Broker {
             registry,
             metrics,
             object_store,
+            archive,
             coordinator: groups::Coordinator::new(config_groups),
             cluster_id,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             shutdown,
         });
-        broker.load_upload_state().await?;
+        broker
+            .metrics
+            .wal_disk_bytes
+            .set(broker.segments.disk_bytes() as i64);
         Ok(broker)
     }
 

@@ -10,8 +10,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
-use sediment_meta::TopicMeta;
+use sediment_meta::{SegmentEntry, TopicMeta};
 use sediment_wal::{EntryMeta, Position, Sink};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
@@ -45,6 +46,9 @@ pub struct PartitionState {
     pub uploaded_end: i64,
     /// When the last segment was committed (or the broker started).
     pub last_upload: Option<std::time::Instant>,
+    /// Committed archive segments ending after the log start, in offset order (replaced, not
+    /// mutated, so readers can take it out of the lock cheaply).
+    pub archive: Arc<Vec<SegmentEntry>>,
 }
 
 /// How many of a producer's latest batches are remembered for deduplication (Kafka: 5, the
@@ -52,7 +56,7 @@ pub struct PartitionState {
 pub const PRODUCER_BATCHES: usize = 5;
 
 /// One idempotent producer's state in a partition.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// Its latest batches, oldest first.
@@ -60,7 +64,7 @@ pub struct ProducerEntry {
 }
 
 /// Sequence range and offsets of one appended batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeqBatch {
     pub first_seq: i32,
     pub last_seq: i32,
@@ -292,14 +296,45 @@ impl Registry {
             .cloned()
     }
 
-    /// Rebuilds partition state from recovered WAL entries (all durable), including each
-    /// idempotent producer's latest sequences, read from the stored batch headers.
-    pub fn recover(&self, entries: &[(EntryMeta, Position)], segments: &sediment_wal::Segments) {
+    /// Rebuilds partition state from recovered WAL entries (all durable), on top of what the
+    /// archive already holds (`next_offset` set to the archive's end) and the producer snapshot
+    /// taken when WAL space was last released. Each idempotent producer's latest sequences come
+    /// from the snapshot, then from the stored batch headers of entries it does not cover.
+    pub fn recover(
+        &self,
+        entries: &[(EntryMeta, Position)],
+        segments: &sediment_wal::Segments,
+        snapshot: &ProducerSnapshot,
+    ) {
+        for t in self.topics() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some(snap) = snapshot.partitions.get(&partition_key(t.meta.id, i as i32))
+                else {
+                    continue;
+                };
+                if let Ok(mut st) = p.state.lock() {
+                    st.producers = snap.producers.clone();
+                }
+            }
+        }
         for (meta, pos) in entries {
             let Some(p) = self.partition_of(meta) else {
                 continue; // a deleted topic's batch
             };
+            let covered = snapshot
+                .partitions
+                .get(&partition_key(meta.topic_id, meta.partition))
+                .map_or(i64::MIN, |s| s.end);
             let Ok(mut st) = p.state.lock() else { continue };
+            let end = meta.base_offset + i64::from(meta.record_count);
+            if end <= st.next_offset {
+                // Archived already (its WAL segment was not released yet): only its producer
+                // state matters.
+                if meta.base_offset >= covered {
+                    recover_sequence(&mut st, meta, pos, segments);
+                }
+                continue;
+            }
             if meta.base_offset != st.next_offset {
                 warn!(
                     topic_id = %meta.topic_id,
@@ -310,7 +345,6 @@ impl Registry {
                 );
                 continue;
             }
-            let end = meta.base_offset + i64::from(meta.record_count);
             st.index.push(IndexEntry {
                 base_offset: meta.base_offset,
                 end_offset: end,
@@ -320,23 +354,115 @@ impl Registry {
             st.next_offset = end;
             st.high_watermark = end;
             st.leader_epoch = meta.leader_epoch;
-            if let Ok(h) = segments.read_prefix(pos, sediment_protocol::batch::HEADER_LEN) {
-                if h.len() == sediment_protocol::batch::HEADER_LEN {
-                    let producer_id = i64::from_be_bytes(h[43..51].try_into().unwrap_or([0xff; 8]));
-                    let epoch = i16::from_be_bytes([h[51], h[52]]);
-                    let first_seq = i32::from_be_bytes([h[53], h[54], h[55], h[56]]);
-                    if producer_id >= 0 {
-                        st.record_sequence(
-                            producer_id,
-                            epoch,
-                            first_seq,
-                            meta.record_count,
-                            meta.base_offset,
-                        );
-                    }
-                }
+            if meta.base_offset >= covered {
+                recover_sequence(&mut st, meta, pos, segments);
             }
         }
+    }
+
+    /// Every partition's idempotent producers as of its high watermark: what a restart needs
+    /// once the WAL no longer holds the batches they were learnt from.
+    pub fn producer_snapshot(&self) -> ProducerSnapshot {
+        let mut out = ProducerSnapshot::default();
+        for t in self.topics() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Ok(st) = p.state.lock() else { continue };
+                let hw = st.high_watermark;
+                let producers: HashMap<i64, ProducerEntry> = st
+                    .producers
+                    .iter()
+                    .map(|(id, e)| {
+                        let mut e = e.clone();
+                        // Batches above the high watermark are not durable yet; they are in
+                        // the WAL after `end` if they survive a crash.
+                        e.batches.retain(|b| b.end_offset <= hw);
+                        (*id, e)
+                    })
+                    .filter(|(_, e)| !e.batches.is_empty())
+                    .collect();
+                out.partitions.insert(
+                    partition_key(t.meta.id, i as i32),
+                    PartitionProducers { end: hw, producers },
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Learns a producer's sequence from a recovered batch's header.
+fn recover_sequence(
+    st: &mut PartitionState,
+    meta: &EntryMeta,
+    pos: &Position,
+    segments: &sediment_wal::Segments,
+) {
+    let Ok(h) = segments.read_prefix(pos, sediment_protocol::batch::HEADER_LEN) else {
+        return;
+    };
+    if h.len() != sediment_protocol::batch::HEADER_LEN {
+        return;
+    }
+    let producer_id = i64::from_be_bytes(h[43..51].try_into().unwrap_or([0xff; 8]));
+    let epoch = i16::from_be_bytes([h[51], h[52]]);
+    let first_seq = i32::from_be_bytes([h[53], h[54], h[55], h[56]]);
+    if producer_id >= 0 {
+        st.record_sequence(
+            producer_id,
+            epoch,
+            first_seq,
+            meta.record_count,
+            meta.base_offset,
+        );
+    }
+}
+
+/// `<topic id>/<partition>`.
+pub fn partition_key(topic_id: Uuid, partition: i32) -> String {
+    format!("{topic_id}/{partition}")
+}
+
+/// Idempotent producer state of every partition, saved before WAL segments are deleted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProducerSnapshot {
+    pub partitions: HashMap<String, PartitionProducers>,
+}
+
+/// One partition's producers, learnt from every batch below `end`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PartitionProducers {
+    pub end: i64,
+    pub producers: HashMap<i64, ProducerEntry>,
+}
+
+const SNAPSHOT_FILE: &str = "producers.json";
+
+impl ProducerSnapshot {
+    /// Reads `<dir>/producers.json` (an empty snapshot if there is none).
+    pub fn load(dir: &std::path::Path) -> Result<Self, String> {
+        let path = dir.join(SNAPSHOT_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| format!("{} is not a producer snapshot: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+
+    /// Replaces `<dir>/producers.json` atomically and durably.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), String> {
+        use std::io::Write;
+        let path = dir.join(SNAPSHOT_FILE);
+        let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
+        let body = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| format!("writing {}: {e}", path.display()))
     }
 }
 

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub upload_errors: Counter,
     /// Durable bytes not yet in archive segments, summed over partitions.
     pub upload_lag_bytes: Gauge,
+    pub wal_disk_bytes: Gauge,
+    pub wal_released_bytes: Counter,
+    pub archive_read_bytes: Counter,
+    pub archive_cache_misses: Counter,
+    pub segments_deleted: Counter,
+    pub produce_backpressure: Counter,
     registry: Registry,
 }
 
@@ -47,6 +53,12 @@ impl Default for Metrics {
             segment_bytes_uploaded: Counter::default(),
             upload_errors: Counter::default(),
             upload_lag_bytes: Gauge::default(),
+            wal_disk_bytes: Gauge::default(),
+            wal_released_bytes: Counter::default(),
+            archive_read_bytes: Counter::default(),
+            archive_cache_misses: Counter::default(),
+            segments_deleted: Counter::default(),
+            produce_backpressure: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
@@ -104,6 +116,36 @@ impl Default for Metrics {
             "upload_lag_bytes",
             "Durable batch bytes not yet archived",
             m.upload_lag_bytes.clone(),
+        );
+        registry.register(
+            "wal_disk_bytes",
+            "Bytes of WAL segment files on disk",
+            m.wal_disk_bytes.clone(),
+        );
+        registry.register(
+            "wal_released_bytes",
+            "WAL bytes deleted after their batches were archived",
+            m.wal_released_bytes.clone(),
+        );
+        registry.register(
+            "archive_read_bytes",
+            "Record batch bytes served to fetches from archive segments",
+            m.archive_read_bytes.clone(),
+        );
+        registry.register(
+            "archive_cache_misses",
+            "Archive row groups read from object storage (not from the cache)",
+            m.archive_cache_misses.clone(),
+        );
+        registry.register(
+            "segments_deleted",
+            "Archive segments deleted by retention or DeleteRecords",
+            m.segments_deleted.clone(),
+        );
+        registry.register(
+            "produce_backpressure",
+            "Produce partitions refused because the WAL budget was full",
+            m.produce_backpressure.clone(),
         );
         Self { registry, ..m }
     }

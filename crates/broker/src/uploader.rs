@@ -6,15 +6,14 @@
 //! partition's last upload, it reads them from the WAL, writes a segment (archive format v1,
 //! `sediment_storage::segment`), PUTs it, and only then commits the index entry; a failed step
 //! is logged and retried on the next tick (the object store client retries with backoff too).
-//! WAL space is not released yet, so reads are still served from the WAL.
+//! After uploads, WAL segment files whose batches are all archived are deleted (after a
+//! snapshot of idempotent producer state); reads below the WAL then go to the archive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload};
 use sediment_meta::SegmentEntry;
-use sediment_storage::segment::{self, SegmentMeta, WriteOptions};
+use sediment_storage::segment::{self, ObjectWrite, SegmentEncoder, SegmentMeta, WriteOptions};
 use tracing::{debug, info, warn};
 
 use crate::log::{Partition, Topic};
@@ -24,13 +23,22 @@ use crate::{wait_stopped, Broker};
 const MAX_SEGMENT_FACTOR: u64 = 2;
 
 impl Broker {
-    /// Sets every partition's archived end from the segment index (at start-up).
-    pub async fn load_upload_state(&self) -> Result<(), sediment_meta::MetaError> {
-        for t in self.registry.topics() {
+    /// Loads every partition's archive state from the segment index (at start-up, before the
+    /// WAL is replayed on top of it): committed segments, log start, and the archive's end,
+    /// where the partition's offsets continue.
+    pub(crate) async fn load_archive_state(
+        meta: &dyn sediment_meta::MetaStore,
+        registry: &crate::log::Registry,
+    ) -> Result<(), sediment_meta::MetaError> {
+        for t in registry.topics() {
             for (i, p) in t.partitions.iter().enumerate() {
-                let segments = self.meta.segments(t.meta.id, i as i32).await?;
+                let index = meta.partition_index(t.meta.id, i as i32).await?;
                 if let Ok(mut st) = p.state.lock() {
-                    st.uploaded_end = segments.last().map_or(0, |s| s.end_offset);
+                    st.uploaded_end = index.end_offset;
+                    st.next_offset = index.end_offset;
+                    st.high_watermark = index.end_offset;
+                    st.log_start_offset = index.log_start_offset;
+                    st.archive = Arc::new(index.segments);
                     st.last_upload = Some(Instant::now());
                 }
             }
@@ -50,8 +58,9 @@ impl Broker {
         }
     }
 
-    /// Uploads every partition that is due (or, with `force`, that has anything to archive).
-    /// Returns the number of segments committed.
+    /// Uploads every partition that is due (or, with `force`, that has anything to archive),
+    /// then releases the WAL segments whose batches are all archived. Returns the number of
+    /// segments committed.
     pub async fn upload_due(&self, force: bool) -> usize {
         let mut lag = 0u64;
         let mut done = 0;
@@ -76,7 +85,57 @@ impl Broker {
             }
         }
         self.metrics.upload_lag_bytes.set(lag as i64);
+        if done > 0 {
+            if let Err(e) = self.release_wal().await {
+                warn!(error = %e, "releasing wal space failed; will retry");
+            }
+        }
+        self.metrics
+            .wal_disk_bytes
+            .set(self.segments.disk_bytes() as i64);
         done
+    }
+
+    /// Deletes the WAL segments holding only archived batches. Every partition's idempotent
+    /// producer state is snapshotted first, since a restart can no longer learn it from them.
+    pub async fn release_wal(&self) -> Result<u64, String> {
+        // Read before looking at the indexes: anything not yet indexed is in this segment or a
+        // later one (see `Segments::active_segment`).
+        let mut bound = self.segments.active_segment();
+        for t in self.registry.topics() {
+            for p in &t.partitions {
+                let Ok(st) = p.state.lock() else { continue };
+                if let Some(e) = st.index.iter().find(|e| e.end_offset > st.uploaded_end) {
+                    bound = bound.min(e.pos.segment);
+                }
+            }
+        }
+        if self.segments.oldest_segment().is_none_or(|o| o >= bound) {
+            return Ok(0);
+        }
+        let (registry, segments, dir) = (
+            self.registry.clone(),
+            self.segments.clone(),
+            self.config.data_dir.clone(),
+        );
+        let freed = tokio::task::spawn_blocking(move || {
+            registry.producer_snapshot().save(&dir)?;
+            let (files, freed) = segments.release_below(bound).map_err(|e| e.to_string())?;
+            for t in registry.topics() {
+                for p in &t.partitions {
+                    if let Ok(mut st) = p.state.lock() {
+                        let keep = st.index.partition_point(|e| e.pos.segment < bound);
+                        st.index.drain(..keep);
+                    }
+                }
+            }
+            debug!(files, freed, bound, "wal segments released");
+            Ok::<u64, String>(freed)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.metrics.wal_released_bytes.inc_by(freed);
+        Ok(freed)
     }
 
     /// Durable bytes not yet archived, and whether an upload is due.
@@ -110,14 +169,14 @@ impl Broker {
             .segment_bytes
             .saturating_mul(MAX_SEGMENT_FACTOR)
             .max(1);
-        let (positions, epoch) = {
+        let (entries, epoch) = {
             let st = p
                 .state
                 .lock()
                 .map_err(|_| "partition state poisoned".to_string())?;
             let from = st.find(st.uploaded_end);
             let mut taken = 0u64;
-            let positions: Vec<_> = st.index[from..]
+            let entries: Vec<_> = st.index[from..]
                 .iter()
                 .take_while(|e| e.end_offset <= st.high_watermark)
                 .take_while(|e| {
@@ -125,64 +184,71 @@ impl Broker {
                     taken += u64::from(e.pos.len);
                     go
                 })
-                .map(|e| e.pos)
+                .copied()
                 .collect();
-            (positions, st.leader_epoch)
+            (entries, st.leader_epoch)
         };
-        if positions.is_empty() {
+        let Some(first) = entries.first() else {
             return Ok(None);
-        }
-        let segments = self.segments.clone();
+        };
+        let path = segment::object_path(
+            &self.object_store.prefix,
+            &topic.meta.name,
+            index,
+            first.base_offset,
+            epoch,
+        );
         let meta = SegmentMeta {
             topic: topic.meta.name.clone(),
             topic_id: topic.meta.id,
             partition: index,
             leader_epoch: epoch,
         };
-        let encoded = tokio::task::spawn_blocking(move || {
-            let batches = positions
-                .iter()
-                .map(|pos| segments.read(pos))
-                .collect::<Result<Vec<Bytes>, _>>()
+        let (segments, store, handle, part_bytes, target) = (
+            self.segments.clone(),
+            self.object_store.store.clone(),
+            tokio::runtime::Handle::current(),
+            self.config.multipart_part_bytes,
+            path.clone(),
+        );
+        // Encoded a row group at a time and streamed out (multipart above `part_bytes`): only
+        // one row group of the segment is in memory at once.
+        let info = tokio::task::spawn_blocking(move || {
+            let out = ObjectWrite::new(handle, store, target, part_bytes);
+            let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())
                 .map_err(|e| e.to_string())?;
-            segment::encode_segment(&batches, &meta, &WriteOptions::default())
-                .map_err(|e| e.to_string())
+            for e in &entries {
+                let batch = segments.read(&e.pos).map_err(|e| e.to_string())?;
+                enc.push(&batch).map_err(|e| e.to_string())?;
+            }
+            let (out, info) = enc.finish().map_err(|e| e.to_string())?;
+            out.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(info)
         })
         .await
-        .map_err(|e| e.to_string())??;
-        let (data, info) = encoded;
-        let path = segment::object_path(
-            &self.object_store.prefix,
-            &topic.meta.name,
-            index,
-            info.base_offset,
-            epoch,
-        );
-        self.object_store
-            .store
-            .put(&path, PutPayload::from_bytes(data))
-            .await
-            .map_err(|e| format!("put {path}: {e}"))?;
-        let relative = path.as_ref().to_string();
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("writing {path}: {e}"))?;
+        let entry = SegmentEntry {
+            base_offset: info.base_offset,
+            end_offset: info.end_offset,
+            min_timestamp: info.min_timestamp,
+            max_timestamp: info.max_timestamp,
+            size_bytes: info.size_bytes,
+            leader_epoch: epoch,
+            path: path.as_ref().to_string(),
+        };
         self.meta
-            .add_segment(
-                topic.meta.id,
-                index,
-                SegmentEntry {
-                    base_offset: info.base_offset,
-                    end_offset: info.end_offset,
-                    min_timestamp: info.min_timestamp,
-                    max_timestamp: info.max_timestamp,
-                    size_bytes: info.size_bytes,
-                    leader_epoch: epoch,
-                    path: relative,
-                },
-            )
+            .add_segment(topic.meta.id, index, entry.clone())
             .await
             .map_err(|e| format!("committing the index entry: {e}"))?;
         if let Ok(mut st) = p.state.lock() {
             st.uploaded_end = info.end_offset;
             st.last_upload = Some(Instant::now());
+            if entry.end_offset > st.log_start_offset {
+                let mut archive = (*st.archive).clone();
+                archive.push(entry);
+                st.archive = Arc::new(archive);
+            }
         }
         self.metrics.segments_uploaded.inc();
         self.metrics.segment_bytes_uploaded.inc_by(info.size_bytes);

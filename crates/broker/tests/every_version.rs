@@ -118,6 +118,10 @@ fn default_request(key: ApiKey, version: i16) -> RequestKind {
             r.endpoint_type = 1;
             RequestKind::DescribeCluster(r)
         }
+        ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
+        ApiKey::IncrementalAlterConfigs => {
+            RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
+        }
         other => panic!("no default request for {other:?}: add one here"),
     }
 }

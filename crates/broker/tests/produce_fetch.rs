@@ -187,7 +187,13 @@ async fn durable_batches_are_archived_as_segments_and_indexed() {
         "nothing new to archive"
     );
     let topic = tb.broker.registry.topic("arch").unwrap();
-    let segments = tb.broker.meta.segments(topic.meta.id, 0).await.unwrap();
+    let segments = tb
+        .broker
+        .meta
+        .partition_index(topic.meta.id, 0)
+        .await
+        .unwrap()
+        .segments;
     assert_eq!(segments.len(), 1);
     assert_eq!((segments[0].base_offset, segments[0].end_offset), (0, 10));
     assert_eq!(
@@ -208,7 +214,13 @@ async fn durable_batches_are_archived_as_segments_and_indexed() {
     // More data: the next segment continues where the index ends.
     assert_eq!(produce(&c, "arch", 0, batch(&["late"])).await, (0, 10));
     assert_eq!(tb.broker.upload_due(true).await, 1);
-    let segments = tb.broker.meta.segments(topic.meta.id, 0).await.unwrap();
+    let segments = tb
+        .broker
+        .meta
+        .partition_index(topic.meta.id, 0)
+        .await
+        .unwrap()
+        .segments;
     assert_eq!((segments[1].base_offset, segments[1].end_offset), (10, 11));
     drop(c);
     tb.stop().await;

@@ -45,7 +45,16 @@ async fn delete(
     };
     match broker.meta.delete_topic(&topic).await {
         Ok(meta) => {
-            broker.registry.remove_topic(&topic);
+            if let Some(gone) = broker.registry.remove_topic(&topic) {
+                // Its archive goes too (the index entries went with the topic's metadata).
+                let segments: Vec<_> = gone
+                    .partitions
+                    .iter()
+                    .filter_map(|p| p.state.lock().ok().map(|st| st.archive.clone()))
+                    .flat_map(|a| a.iter().cloned().collect::<Vec<_>>())
+                    .collect();
+                broker.delete_objects(&segments).await;
+            }
             if version >= 6 {
                 r.topic_id = meta.id;
             }

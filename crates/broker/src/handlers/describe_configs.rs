@@ -60,6 +60,12 @@ pub async fn handle(
                             None if d.name == "max.message.bytes" => {
                                 (broker.config.message_max_bytes.to_string(), SOURCE_DEFAULT)
                             }
+                            None if d.name == "retention.ms" => {
+                                (broker.config.retention_ms.to_string(), SOURCE_DEFAULT)
+                            }
+                            None if d.name == "retention.bytes" => {
+                                (broker.config.retention_bytes.to_string(), SOURCE_DEFAULT)
+                            }
                             None => (d.default.to_string(), SOURCE_DEFAULT),
                         };
                         r.configs
@@ -100,6 +106,16 @@ pub async fn handle(
                         "num.partitions",
                         c.num_partitions.to_string(),
                         ConfigType::Int,
+                    ),
+                    (
+                        "log.retention.ms",
+                        c.retention_ms.to_string(),
+                        ConfigType::Long,
+                    ),
+                    (
+                        "log.retention.bytes",
+                        c.retention_bytes.to_string(),
+                        ConfigType::Long,
                     ),
                     (
                         "default.replication.factor",

@@ -1,8 +1,9 @@
-//! Fetch: batches from the WAL-resident tail, with long polling.
+//! Fetch: batches from the WAL-resident tail or, below it, from the archive; with long polling.
 //!
-//! Batches are returned exactly as stored (as the producer sent them, offsets stamped in), up to
+//! WAL-resident batches are returned exactly as stored (as the producer sent them, offsets stamped in), up to
 //! the high watermark. A fetch offset inside a batch returns that whole batch; clients skip the
-//! records before the offset they asked for, as with Kafka. Limits follow KIP-74: `max_bytes`
+//! records before the offset they asked for, as with Kafka. Offsets below the WAL are served by
+//! [`crate::archive`]: batches rebuilt from the Parquet segment, carrying the producer's fields. Limits follow KIP-74: `max_bytes`
 //! and `partition_max_bytes` bound the response, except that the first batch of the first
 //! non-empty partition is always returned so a consumer can make progress past a large batch.
 //! Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells clients
@@ -15,6 +16,7 @@ use bytes::BytesMut;
 use futures::FutureExt;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use sediment_meta::SegmentEntry;
 use sediment_wal::Position;
 use tokio::time::Instant;
 
@@ -25,15 +27,33 @@ use crate::Broker;
 /// Longest long poll honoured, whatever the client asks.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// Where a partition's data comes from.
+enum Source {
+    Nothing,
+    Wal(Vec<Position>),
+    Archive {
+        topic_id: uuid::Uuid,
+        segments: Arc<Vec<SegmentEntry>>,
+        offset: i64,
+        /// Bytes the partition may still take.
+        limit: usize,
+    },
+}
+
 struct Plan {
     topic: usize,
     data: PartitionData,
-    reads: Vec<Position>,
+    source: Source,
 }
 
 /// Reads everything the request can get now. Returns the response and its record bytes, and
 /// whether any partition carries an error (which ends a long poll at once, as in Kafka).
-fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+/// Offsets still in the WAL are `pread` from it; offsets below it come from the archive.
+async fn read_now(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: &FetchRequest,
+) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
     let mut plans: Vec<Plan> = Vec::new();
     let mut has_error = false;
@@ -59,7 +79,7 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
             pd.last_stable_offset = -1;
             pd.log_start_offset = -1;
             let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
-            let Some(partition) = partition else {
+            let (Some(partition), Some(topic)) = (partition, topic.as_ref()) else {
                 pd.error_code = if version >= 13 && topic.is_none() {
                     ResponseError::UnknownTopicId.code()
                 } else {
@@ -69,20 +89,37 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
                 plans.push(Plan {
                     topic: ti,
                     data: pd,
-                    reads: Vec::new(),
+                    source: Source::Nothing,
                 });
                 continue;
             };
-            let mut reads = Vec::new();
+            let limit = fp.partition_max_bytes.max(0) as usize;
+            let mut source = Source::Nothing;
             if let Ok(st) = partition.state.lock() {
                 pd.high_watermark = st.high_watermark;
                 pd.last_stable_offset = st.high_watermark;
                 pd.log_start_offset = st.log_start_offset;
+                let in_wal = st
+                    .index
+                    .first()
+                    .is_some_and(|e| e.base_offset <= fp.fetch_offset);
                 if fp.fetch_offset < st.log_start_offset || fp.fetch_offset > st.next_offset {
                     pd.error_code = ResponseError::OffsetOutOfRange.code();
                     has_error = true;
+                } else if !in_wal && fp.fetch_offset < st.uploaded_end {
+                    // Below the WAL: the archive. Its size is unknown until read, so it gets
+                    // what is left of the response's budget.
+                    let left = max_total.saturating_sub(total);
+                    if left > 0 || total == 0 {
+                        source = Source::Archive {
+                            topic_id: topic.meta.id,
+                            segments: st.archive.clone(),
+                            offset: fp.fetch_offset,
+                            limit: limit.min(left),
+                        };
+                    }
                 } else {
-                    let limit = fp.partition_max_bytes.max(0) as usize;
+                    let mut reads = Vec::new();
                     let mut part_bytes = 0usize;
                     for e in &st.index[st.find(fp.fetch_offset)..] {
                         if e.end_offset > st.high_watermark {
@@ -98,6 +135,7 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
                         total += len;
                         reads.push(e.pos);
                     }
+                    source = Source::Wal(reads);
                 }
             } else {
                 pd.error_code = ResponseError::UnknownServerError.code();
@@ -106,28 +144,79 @@ fn read_now(broker: &Broker, version: i16, req: &FetchRequest) -> (FetchResponse
             plans.push(Plan {
                 topic: ti,
                 data: pd,
-                reads,
+                source,
             });
         }
     }
-    for mut plan in plans {
-        if !plan.reads.is_empty() {
-            let bytes: usize = plan.reads.iter().map(|p| p.len as usize).sum();
+    // Archive reads, in request order, each taking what the response has left.
+    for plan in plans.iter_mut() {
+        let Source::Archive {
+            topic_id,
+            segments,
+            offset,
+            limit,
+        } = &plan.source
+        else {
+            continue;
+        };
+        // The first batch of a response is returned whatever its size (KIP-74).
+        let budget = if total == 0 { (*limit).max(1) } else { *limit };
+        match broker
+            .archive
+            .read(*topic_id, segments.clone(), *offset, budget)
+            .await
+        {
+            Ok(batches) => {
+                let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.len()).sum());
+                for b in &batches {
+                    buf.extend_from_slice(b);
+                }
+                total += buf.len();
+                plan.data.records = Some(buf.freeze());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "archive read failed");
+                plan.data.error_code = ResponseError::KafkaStorageError.code();
+                has_error = true;
+            }
+        }
+        plan.source = Source::Nothing;
+    }
+    let b = broker.clone();
+    let wal_reads = tokio::task::spawn_blocking(move || {
+        for plan in plans.iter_mut() {
+            let Source::Wal(reads) = &plan.source else {
+                continue;
+            };
+            let bytes: usize = reads.iter().map(|p| p.len as usize).sum();
             let mut buf = BytesMut::with_capacity(bytes);
-            for pos in &plan.reads {
-                match broker.segments.read(pos) {
-                    Ok(b) => buf.extend_from_slice(&b),
+            for pos in reads {
+                match b.segments.read(pos) {
+                    Ok(data) => buf.extend_from_slice(&data),
+                    // Released after the plan was made (it was archived meanwhile): return what
+                    // was read; the consumer's next fetch goes to the archive.
+                    Err(e) if !buf.is_empty() => {
+                        tracing::debug!(error = %e, "wal segment released during a fetch");
+                        break;
+                    }
                     Err(e) => {
-                        tracing::error!(error = %e, "wal read failed");
+                        tracing::warn!(error = %e, "wal read failed");
                         plan.data.error_code = ResponseError::KafkaStorageError.code();
-                        has_error = true;
-                        buf.clear();
                         break;
                     }
                 }
             }
             plan.data.records = Some(buf.freeze());
-        } else if plan.data.error_code == 0 {
+        }
+        plans
+    })
+    .await;
+    let Ok(plans) = wal_reads else {
+        return (resp, 0, true);
+    };
+    for mut plan in plans {
+        has_error |= plan.data.error_code != 0;
+        if plan.data.records.is_none() && plan.data.error_code == 0 {
             plan.data.records = Some(Default::default());
         }
         if version < 11 {
@@ -150,11 +239,7 @@ pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -
         let mut stop = broker.shutdown_signal();
         loop {
             hw.borrow_and_update();
-            let (b, r) = (broker.clone(), req.clone());
-            let read = tokio::task::spawn_blocking(move || read_now(&b, version, &r)).await;
-            let Ok((resp, bytes, has_error)) = read else {
-                return None;
-            };
+            let (resp, bytes, has_error) = read_now(&broker, version, &req).await;
             let done = bytes >= min_bytes || has_error || Instant::now() >= deadline;
             if done || *stop.borrow() {
                 return encode(cid, version, &resp);

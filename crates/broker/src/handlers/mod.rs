@@ -9,6 +9,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -16,6 +17,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -33,11 +35,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    FetchRequest, FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader,
-    ResponseHeader, SyncGroupRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sediment_meta::MetaError;
@@ -169,6 +172,22 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
             produce::handle(broker, cid, version, req).await
+        }
+        ApiKey::DeleteRecords => {
+            let req = decode!(DeleteRecordsRequest);
+            ready(encode(
+                cid,
+                version,
+                &delete_records::handle(broker, req).await,
+            ))
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = decode!(IncrementalAlterConfigsRequest);
+            ready(encode(
+                cid,
+                version,
+                &incremental_alter_configs::handle(broker, req).await,
+            ))
         }
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);

@@ -69,6 +69,20 @@ async fn append_partition(
     let Some(records) = records else {
         return failed(ResponseError::InvalidRecord.code(), "null record set");
     };
+    let wal_bytes = broker.segments.disk_bytes();
+    if wal_bytes > broker.config.wal_budget_bytes {
+        // Object storage is down or behind: the WAL holds all it may. A retriable error makes
+        // producers back off and retry instead of the disk filling up.
+        broker.metrics.produce_backpressure.inc();
+        return failed(
+            ResponseError::KafkaStorageError.code(),
+            format!(
+                "the write-ahead log holds {wal_bytes} bytes not yet archived, over its budget of {}; \
+                 object storage is unavailable or behind, retry later",
+                broker.config.wal_budget_bytes
+            ),
+        );
+    }
     let max = topic
         .max_message_bytes
         .unwrap_or(broker.config.message_max_bytes);

@@ -34,9 +34,14 @@ impl TestBroker {
         let addr = listener.local_addr().unwrap();
         let mut config = BrokerConfig::new(dir);
         config.advertised_port = addr.port() as i32;
+        config.cache_memory_bytes = 8 << 20;
+        config.cache_disk_bytes = 64 << 20;
         tweak(&mut config);
         let meta = Arc::new(EmbeddedMetaStore::open(dir.join("meta")).unwrap());
-        let store = sediment_storage::from_url("memory://test").unwrap();
+        // A real directory, so the archive outlives a restart as it would in a bucket.
+        let store =
+            sediment_storage::from_url(&format!("file://{}", dir.join("objects").display()))
+                .unwrap();
         let broker = Broker::open(config, meta, store).await.unwrap();
         let task = tokio::spawn(server::run(broker.clone(), listener));
         Self {
