@@ -57,6 +57,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.segment_bytes = s.segment_bytes;
     config.segment_interval = std::time::Duration::from_millis(s.segment_ms);
     config.offsets_retention = std::time::Duration::from_secs(s.offsets_retention_minutes * 60);
+    config.cache_memory_bytes = s.cache_memory_bytes;
+    config.cache_disk_bytes = s.cache_disk_bytes;
+    config.cache_dir = s.cache_dir.clone();
+    config.readahead_chunks = s.readahead_chunks;
+    config.wal_budget_bytes = s.wal_budget_bytes;
+    config.retention_ms = s.retention_ms;
+    config.retention_bytes = s.retention_bytes;
+    config.retention_check_interval = std::time::Duration::from_millis(s.retention_check_ms);
+    config.multipart_part_bytes = s.multipart_part_bytes;
     config.groups.initial_rebalance_delay =
         std::time::Duration::from_millis(s.group_initial_rebalance_delay_ms);
 
@@ -64,7 +73,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .object_store
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
-    let store = sediment_storage::from_url(&object_url)?;
+    let store = sediment_storage::from_url_with(&object_url, &s.s3)?;
     let meta = Arc::new(EmbeddedMetaStore::open(data_dir.join("meta"))?);
     let broker = Broker::open(config, meta, store).await?;
 
@@ -85,6 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let tick = std::time::Duration::from_millis(s.segment_ms.clamp(50, 1000));
     tokio::spawn(broker.clone().run_uploader(tick));
+    tokio::spawn(broker.clone().run_retention());
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");

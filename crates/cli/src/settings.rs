@@ -71,6 +71,33 @@ pub struct ServeArgs {
     /// Size at which the WAL starts a new segment file [default: 67108864]
     #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
+    /// Memory for the archive read cache (bytes).
+    #[arg(long, env = "SEDIMENT_CACHE_MEMORY_BYTES")]
+    pub cache_memory_bytes: Option<usize>,
+    /// Local disk for the archive read cache (bytes; below 64 MiB, memory only).
+    #[arg(long, env = "SEDIMENT_CACHE_DISK_BYTES")]
+    pub cache_disk_bytes: Option<usize>,
+    /// Row groups read ahead of a consumer catching up from the archive.
+    #[arg(long, env = "SEDIMENT_READAHEAD_CHUNKS")]
+    pub readahead_chunks: Option<usize>,
+    /// Most bytes the WAL may hold while object storage is unavailable; beyond it producers get a retriable error.
+    #[arg(long, env = "SEDIMENT_WAL_BUDGET_BYTES")]
+    pub wal_budget_bytes: Option<u64>,
+    /// Default retention.ms of topics (-1: keep forever).
+    #[arg(long, env = "SEDIMENT_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes of a topic's partitions (-1: unlimited).
+    #[arg(long, env = "SEDIMENT_RETENTION_BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// How often retention runs (ms).
+    #[arg(long, env = "SEDIMENT_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
+    /// Segments larger than this are uploaded in multipart parts of this size (at least 5 MiB).
+    #[arg(long, env = "SEDIMENT_MULTIPART_PART_BYTES")]
+    pub multipart_part_bytes: Option<usize>,
+    /// Directory of the archive read cache's disk part (default: <data-dir>/cache).
+    #[arg(long, env = "SEDIMENT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The same settings as read from a TOML file.
@@ -95,6 +122,22 @@ struct FileSettings {
     segment_bytes: Option<u64>,
     segment_ms: Option<u64>,
     wal_segment_bytes: Option<u64>,
+    cache_memory_bytes: Option<usize>,
+    cache_disk_bytes: Option<usize>,
+    readahead_chunks: Option<usize>,
+    wal_budget_bytes: Option<u64>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    retention_check_ms: Option<u64>,
+    multipart_part_bytes: Option<usize>,
+    cache_dir: Option<PathBuf>,
+    // S3 settings under the names AWS tools use; the environment wins over them.
+    aws_endpoint_url: Option<String>,
+    aws_region: Option<String>,
+    aws_access_key_id: Option<String>,
+    aws_secret_access_key: Option<String>,
+    aws_session_token: Option<String>,
+    aws_allow_http: Option<bool>,
 }
 
 /// Fully resolved settings.
@@ -118,6 +161,16 @@ pub struct Settings {
     pub segment_bytes: u64,
     pub segment_ms: u64,
     pub wal_segment_bytes: u64,
+    pub cache_memory_bytes: usize,
+    pub cache_disk_bytes: usize,
+    pub readahead_chunks: usize,
+    pub wal_budget_bytes: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub retention_check_ms: u64,
+    pub multipart_part_bytes: usize,
+    pub cache_dir: Option<PathBuf>,
+    pub s3: sediment_storage::S3Settings,
 }
 
 impl Settings {
@@ -189,6 +242,41 @@ impl Settings {
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
                 .unwrap_or(64 * 1024 * 1024),
+            cache_memory_bytes: args
+                .cache_memory_bytes
+                .or(file.cache_memory_bytes)
+                .unwrap_or(256 * 1024 * 1024),
+            cache_disk_bytes: args
+                .cache_disk_bytes
+                .or(file.cache_disk_bytes)
+                .unwrap_or(1024 * 1024 * 1024),
+            readahead_chunks: args.readahead_chunks.or(file.readahead_chunks).unwrap_or(4),
+            wal_budget_bytes: args
+                .wal_budget_bytes
+                .or(file.wal_budget_bytes)
+                .unwrap_or(4 * 1024 * 1024 * 1024),
+            retention_ms: args
+                .retention_ms
+                .or(file.retention_ms)
+                .unwrap_or(604_800_000),
+            retention_bytes: args.retention_bytes.or(file.retention_bytes).unwrap_or(-1),
+            retention_check_ms: args
+                .retention_check_ms
+                .or(file.retention_check_ms)
+                .unwrap_or(30_000),
+            multipart_part_bytes: args
+                .multipart_part_bytes
+                .or(file.multipart_part_bytes)
+                .unwrap_or(8 * 1024 * 1024),
+            cache_dir: args.cache_dir.or(file.cache_dir),
+            s3: sediment_storage::S3Settings {
+                aws_endpoint_url: file.aws_endpoint_url,
+                aws_region: file.aws_region,
+                aws_access_key_id: file.aws_access_key_id,
+                aws_secret_access_key: file.aws_secret_access_key,
+                aws_session_token: file.aws_session_token,
+                aws_allow_http: file.aws_allow_http,
+            },
         };
         if s.num_partitions < 1 {
             bail!("--num-partitions must be at least 1");
@@ -201,6 +289,12 @@ impl Settings {
         }
         if s.segment_bytes == 0 || s.segment_ms == 0 {
             bail!("--segment-bytes and --segment-ms must be positive");
+        }
+        if s.retention_ms < -1 || s.retention_bytes < -1 {
+            bail!("--retention-ms and --retention-bytes must be -1 (unlimited) or more");
+        }
+        if s.retention_check_ms == 0 {
+            bail!("--retention-check-ms must be positive");
         }
         if s.broker_id < 0 {
             bail!("--broker-id must not be negative");
