@@ -4,9 +4,10 @@
 #     bash tests/run.sh [extra pytest args, e.g. -k kcat]
 #
 # 1. installs what is missing: apt packages (kcat, protobuf-compiler, etcd-server, curl,
-#    nodejs, npm), a Python venv at <repo>/.venv with the pinned packages of
-#    tests/integration/requirements.txt, and kafkajs in tests/integration/js/node_modules
-#    from its package-lock.json (each step is skipped when already done);
+#    nodejs, npm, openjdk-17-jre-headless for Spark), a Python venv at <repo>/.venv with the
+#    pinned packages of tests/integration/requirements.txt, and kafkajs in
+#    tests/integration/js/node_modules from its package-lock.json (each step is skipped when
+#    already done);
 # 2. cargo build --workspace --bins;
 # 3. cargo nextest run --workspace (cargo test --workspace without nextest);
 # 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker.
@@ -29,11 +30,15 @@ fi
 
 # ---------------------------------------------------------------- apt packages
 declare -A PKG_FOR_CMD=([kcat]=kcat [protoc]=protobuf-compiler [etcd]=etcd-server [curl]=curl [python3]=python3
-                        [node]=nodejs [npm]=npm)
+                        [node]=nodejs [npm]=npm [java]=openjdk-17-jre-headless)
 missing=()
-for cmd in kcat protoc etcd curl python3 node npm; do
+for cmd in kcat protoc etcd curl python3 node npm java; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG_FOR_CMD[$cmd]}")
 done
+# The JRE's postinst links its man pages into /usr/share/man/man1, which slim images lack.
+if [[ " ${missing[*]} " == *" openjdk-17-jre-headless "* ]]; then
+  "${SUDO[@]}" mkdir -p /usr/share/man/man1
+fi
 # Creating the venv needs ensurepip (Debian's python3-venv); only ask for it when the venv is missing.
 if [[ ! -x .venv/bin/python ]] && command -v python3 >/dev/null 2>&1 \
     && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -271,6 +271,37 @@ def broker_factory(request, tmp_path_factory):
         b.close()
 
 
+def free_port() -> int:
+    """One free TCP port on 127.0.0.1 (closed again before the caller binds it)."""
+    return _pick_free_ports(1)[0]
+
+
+@pytest.fixture(scope="module")
+def localstack():
+    """(endpoint, bucket): an S3 server (LocalStack, no Docker) for the tests of one module.
+
+    localstack/start.sh starts it on a free port (installing it into <repo>/.localstack the
+    first time) and creates a fresh bucket; localstack/stop.sh stops it after the module.
+    """
+    port = free_port()
+    env = {**os.environ, "LOCALSTACK_PORT": str(port),
+           "LOCALSTACK_DIR": str(REPO_ROOT / ".localstack")}
+    bucket = f"sediment-{uuid.uuid4().hex[:8]}"
+    cp = subprocess.run(["bash", str(REPO_ROOT / "localstack" / "start.sh"), bucket], env=env,
+                        capture_output=True, text=True, timeout=600)
+    assert cp.returncode == 0, f"localstack did not start:\n{cp.stdout}\n{cp.stderr}"
+    endpoint = cp.stdout.strip().splitlines()[-1]
+    yield endpoint, bucket
+    subprocess.run(["bash", str(REPO_ROOT / "localstack" / "stop.sh")], env=env, timeout=60)
+
+
+def set_aws_env(monkeypatch, endpoint: str) -> None:
+    """Point AWS-configured tools (the broker's s3:// object store) at `endpoint`."""
+    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+                 "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
+        monkeypatch.setenv(k, v)
+
+
 @pytest.fixture
 def broker(broker_factory) -> Broker:
     """A started broker with default options, fresh data dir, stopped at teardown."""

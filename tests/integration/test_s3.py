@@ -3,48 +3,17 @@ localstack/start.sh), configured the way AWS tools are: AWS_* environment variab
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import urllib.request
-import uuid
 from pathlib import Path
 
-import pytest
-
-from conftest import REPO_ROOT, sediment_binary
+from conftest import free_port, sediment_binary, set_aws_env
 from kafkautil import confluent_producer, create_topic, produce_confluent, read_confluent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def localstack():
-    port = _free_port()
-    env = {**os.environ, "LOCALSTACK_PORT": str(port),
-           "LOCALSTACK_DIR": str(REPO_ROOT / ".localstack")}
-    bucket = f"sediment-{uuid.uuid4().hex[:8]}"
-    cp = subprocess.run(["bash", str(REPO_ROOT / "localstack" / "start.sh"), bucket], env=env,
-                        capture_output=True, text=True, timeout=600)
-    assert cp.returncode == 0, f"localstack did not start:\n{cp.stdout}\n{cp.stderr}"
-    endpoint = cp.stdout.strip().splitlines()[-1]
-    yield endpoint, bucket
-    subprocess.run(["bash", str(REPO_ROOT / "localstack" / "stop.sh")], env=env, timeout=60)
-
-
-def _aws_env(monkeypatch, endpoint: str) -> None:
-    for k, v in {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
-                 "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
-        monkeypatch.setenv(k, v)
 
 
 def test_broker_uses_an_s3_bucket_from_aws_settings(localstack, broker_factory, topic_name, monkeypatch):
     endpoint, bucket = localstack
-    _aws_env(monkeypatch, endpoint)
+    set_aws_env(monkeypatch, endpoint)
     b = broker_factory(extra_args=["--object-store", f"s3://{bucket}/archive"])
     assert b.health() == 200
     # The start-up check wrote its probe object under the prefix, in the bucket.
@@ -60,10 +29,10 @@ def test_broker_uses_an_s3_bucket_from_aws_settings(localstack, broker_factory, 
 
 def test_a_missing_bucket_stops_the_broker_with_a_clear_error(localstack, tmp_path: Path, monkeypatch):
     endpoint, _ = localstack
-    _aws_env(monkeypatch, endpoint)
+    set_aws_env(monkeypatch, endpoint)
     cp = subprocess.run(
         [str(sediment_binary()), "serve", "--data-dir", str(tmp_path / "data"),
-         "--kafka-addr", f"127.0.0.1:{_free_port()}", "--http-addr", f"127.0.0.1:{_free_port()}",
+         "--kafka-addr", f"127.0.0.1:{free_port()}", "--http-addr", f"127.0.0.1:{free_port()}",
          "--object-store", "s3://no-such-bucket-here/x"],
         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert cp.returncode != 0
