@@ -20,6 +20,9 @@ async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    // Gauges that are cheap to compute are taken now rather than at the last uploader pass.
+    b.metrics.upload_lag_bytes.set(b.upload_lag_bytes() as i64);
+    b.metrics.wal_disk_bytes.set(b.segments.disk_bytes() as i64);
     (
         [(
             header::CONTENT_TYPE,

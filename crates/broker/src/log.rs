@@ -46,6 +46,9 @@ pub struct PartitionState {
     pub uploaded_end: i64,
     /// When the last segment was committed (or the broker started).
     pub last_upload: Option<std::time::Instant>,
+    /// Failed upload attempts in a row, and when the next may start (exponential backoff).
+    pub upload_failures: u32,
+    pub upload_retry_at: Option<std::time::Instant>,
     /// Committed archive segments ending after the log start, in offset order (replaced, not
     /// mutated, so readers can take it out of the lock cheaply).
     pub archive: Arc<Vec<SegmentEntry>>,

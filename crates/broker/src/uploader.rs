@@ -19,6 +19,13 @@ use tracing::{debug, info, warn};
 use crate::log::{Partition, Topic};
 use crate::{wait_stopped, Broker};
 
+/// Wait before the next upload attempt of a partition after `failures` failures in a row:
+/// 250 ms doubling up to 30 s (the object store client has retried each request already).
+fn retry_delay(failures: u32) -> Duration {
+    let ms = 250u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    Duration::from_millis(ms.min(30_000))
+}
+
 /// Largest segment built in one go, as a multiple of `segment_bytes`.
 const MAX_SEGMENT_FACTOR: u64 = 2;
 
@@ -62,34 +69,62 @@ impl Broker {
     /// then releases the WAL segments whose batches are all archived. Returns the number of
     /// segments committed.
     pub async fn upload_due(&self, force: bool) -> usize {
-        let mut lag = 0u64;
-        let mut done = 0;
+        use futures::StreamExt;
+        let mut due = Vec::new();
         for topic in self.registry.topics() {
             for (i, partition) in topic.partitions.iter().enumerate() {
-                let (pending, due) = self.pending(partition, force);
-                lag += pending;
-                if !due {
-                    continue;
-                }
-                match self.upload_partition(&topic, i as i32, partition).await {
-                    Ok(Some(bytes)) => {
-                        done += 1;
-                        lag = lag.saturating_sub(bytes);
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        self.metrics.upload_errors.inc();
-                        warn!(topic = %topic.meta.name, partition = i, error = %e, "segment upload failed; will retry");
-                    }
+                if self.pending(partition, force).1 {
+                    due.push((topic.clone(), i as i32, partition.clone()));
                 }
             }
         }
-        self.metrics.upload_lag_bytes.set(lag as i64);
+        // Partitions are encoded and uploaded concurrently: encoding is CPU-bound (one blocking
+        // thread each) and uploads wait on the network.
+        let concurrency = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(2);
+        let done = futures::stream::iter(due)
+            .map(|(topic, i, partition)| async move {
+                let result = self.upload_partition(&topic, i, &partition).await;
+                let failures = match partition.state.lock() {
+                    Ok(mut st) => {
+                        if result.is_err() {
+                            st.upload_failures = st.upload_failures.saturating_add(1);
+                            st.upload_retry_at =
+                                Some(Instant::now() + retry_delay(st.upload_failures));
+                        } else {
+                            st.upload_failures = 0;
+                            st.upload_retry_at = None;
+                        }
+                        st.upload_failures
+                    }
+                    Err(_) => 0,
+                };
+                match result {
+                    Ok(Some(_)) => 1,
+                    Ok(None) => 0,
+                    Err(e) => {
+                        self.metrics.upload_errors.inc();
+                        warn!(
+                            topic = %topic.meta.name, partition = i, error = %e, failures,
+                            retry_in_ms = retry_delay(failures).as_millis() as u64,
+                            "segment upload failed; will retry"
+                        );
+                        0
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+            .fold(0usize, |a, n| async move { a + n })
+            .await;
         if done > 0 {
             if let Err(e) = self.release_wal().await {
                 warn!(error = %e, "releasing wal space failed; will retry");
             }
         }
+        self.metrics
+            .upload_lag_bytes
+            .set(self.upload_lag_bytes() as i64);
         self.metrics
             .wal_disk_bytes
             .set(self.segments.disk_bytes() as i64);
@@ -138,23 +173,35 @@ impl Broker {
         Ok(freed)
     }
 
+    /// Durable bytes of every partition not yet archived.
+    pub fn upload_lag_bytes(&self) -> u64 {
+        let mut lag = 0;
+        for t in self.registry.topics() {
+            for p in &t.partitions {
+                lag += self.pending(p, false).0;
+            }
+        }
+        lag
+    }
+
     /// Durable bytes not yet archived, and whether an upload is due.
     fn pending(&self, p: &Partition, force: bool) -> (u64, bool) {
-        let Ok(st) = p.state.lock() else {
+        let Ok(mut st) = p.state.lock() else {
             return (0, false);
         };
+        // A partition first seen now (new topic, added partition) starts its segment clock now.
+        let since = *st.last_upload.get_or_insert_with(Instant::now);
         let from = st.find(st.uploaded_end);
         let bytes: u64 = st.index[from..]
             .iter()
             .take_while(|e| e.end_offset <= st.high_watermark)
             .map(|e| u64::from(e.pos.len))
             .sum();
-        let aged = st
-            .last_upload
-            .is_none_or(|t| t.elapsed() >= self.config.segment_interval);
+        let aged = since.elapsed() >= self.config.segment_interval;
+        let backing_off = st.upload_retry_at.is_some_and(|t| Instant::now() < t);
         (
             bytes,
-            bytes > 0 && (force || aged || bytes >= self.config.segment_bytes),
+            bytes > 0 && (force || (!backing_off && (aged || bytes >= self.config.segment_bytes))),
         )
     }
 

@@ -23,10 +23,10 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, FetchRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::Compression;
 use rand::RngCore;
-use sediment_protocol::batch::{NewRecord, Producer};
 use sediment_protocol::client::Client;
+
+use crate::bench_tier;
 
 mod futures_lite {
     pub use futures::stream::FuturesUnordered;
@@ -87,9 +87,31 @@ pub struct BenchArgs {
     /// used]
     #[arg(long)]
     disk_bytes: Option<usize>,
+    /// What records carry.
+    #[arg(long, value_enum, default_value_t = bench_tier::Payload::Random)]
+    payload: bench_tier::Payload,
+    /// Distinct batches generated and sent in turn (so the archive compresses what a real
+    /// stream would, not one batch repeated).
+    #[arg(long, default_value_t = 256)]
+    distinct_batches: usize,
+    /// The broker's metrics page (http://host:port/metrics): samples upload lag while
+    /// producing, waits for it to drain, and reports the archive's size against the raw bytes.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// Catch-up benchmark: after producing and archiving, read the topic's segments straight
+    /// from this object store (parallel ranged GETs), then consume the topic from offset 0
+    /// twice through the broker (cold, then warm cache). Needs --metrics-url.
+    #[arg(long)]
+    catchup_object_store: Option<String>,
+    /// Ranged GETs in flight when reading segments directly.
+    #[arg(long, default_value_t = 8)]
+    get_concurrency: usize,
+    /// Bytes per ranged GET when reading segments directly.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    get_range_bytes: u64,
 }
 
-fn mib(bytes: f64) -> f64 {
+pub(crate) fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
 
@@ -116,28 +138,6 @@ fn disk_baseline(dir: &std::path::Path, chunk: usize, total: usize) -> anyhow::R
     drop(file);
     let _ = std::fs::remove_file(&path);
     Ok(mib(written as f64) / secs)
-}
-
-fn encode_batch(records_per_batch: usize, record_size: usize) -> anyhow::Result<Bytes> {
-    let mut rng = rand::rng();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let records: Vec<NewRecord> = (0..records_per_batch)
-        .map(|i| {
-            let mut v = vec![0u8; record_size];
-            rng.fill_bytes(&mut v);
-            NewRecord {
-                key: Some(Bytes::from(format!("key-{i}"))),
-                value: Some(Bytes::from(v)),
-                timestamp: now,
-                headers: Vec::new(),
-            }
-        })
-        .collect();
-    sediment_protocol::batch::encode(&records, Producer::NONE, Compression::None)
-        .map_err(|e| anyhow::anyhow!("encoding batch: {e}"))
 }
 
 fn check_produce(resp: &ProduceResponse) -> anyhow::Result<()> {
@@ -235,54 +235,129 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     // Produce as fast as acknowledged (or at --rate-mib).
-    let per_batch = (args.batch_bytes / (args.record_size + 20)).max(1);
-    let batch = encode_batch(per_batch, args.record_size)?;
-    let total_records = args.records.div_ceil(per_batch as u64) * per_batch as u64;
+    let (batches, sizes) = bench_tier::batches(
+        args.payload,
+        args.distinct_batches.max(1),
+        args.batch_bytes,
+        args.record_size,
+    )?;
     let phase = Phase {
         client: &client,
         topic: &topic,
-        batch: &batch,
-        per_batch,
+        batches: &batches,
+        sizes: &sizes,
         acks,
         args: &args,
     };
-    let rate = phase
+    let lag = args.metrics_url.clone().map(bench_tier::LagWatch::start);
+    let produced = phase
         .produce(args.records, args.rate_mib, "produce")
         .await?;
+    if let Some(lag) = lag {
+        bench_tier::report_lag(&lag.finish().await);
+    }
     if let (Some(before), Some(after)) = (disk_before, disk("after")?) {
         let mean = (before + after) / 2.0;
         println!(
             "produce / disk: {:.0}% of the mean disk bandwidth ({mean:.1} MiB/s)",
-            100.0 * rate / mean
+            100.0 * produced.rate / mean
         );
     }
+    let mut total_records = produced.records;
     if args.latency_at_half && acks != 0 {
         // The latency target is stated at half the throughput just measured.
-        phase
-            .produce(args.records / 2, rate / 2.0, "produce at half that rate")
+        let half = phase
+            .produce(
+                args.records / 2,
+                produced.rate / 2.0,
+                "produce at half that rate",
+            )
             .await?;
+        total_records += half.records;
+    }
+    let mut raw_bytes = produced.raw_bytes;
+    if let Some(url) = &args.metrics_url {
+        let took = bench_tier::wait_drained(url, Duration::from_secs(900)).await?;
+        let m = bench_tier::scrape(url).await?;
+        let archived = m
+            .get("sediment_segment_bytes_uploaded_total")
+            .copied()
+            .unwrap_or(0.0);
+        raw_bytes = raw_bytes.max(1);
+        println!(
+            "archive: upload lag drained {:.2} s after producing ended; segments {:.1} MiB for {:.1} MiB of keys and values produced: {:.1}%",
+            took.as_secs_f64(),
+            mib(archived),
+            mib(raw_bytes as f64),
+            100.0 * archived / raw_bytes as f64
+        );
+    }
+
+    if let Some(url) = &args.catchup_object_store {
+        let store = sediment_storage::from_url(url)?;
+        let (bytes, secs) = bench_tier::raw_get_throughput(
+            &store,
+            &topic,
+            args.get_range_bytes,
+            args.get_concurrency,
+        )
+        .await?;
+        let raw_rate = mib(bytes as f64) / secs;
+        println!(
+            "object server: {:.1} MiB of segments in {secs:.2} s with {} ranged GETs of {} MiB in flight: {raw_rate:.1} MiB/s",
+            mib(bytes as f64),
+            args.get_concurrency,
+            args.get_range_bytes / (1024 * 1024)
+        );
+        let mut cold = 0.0;
+        for label in ["catch-up (cold cache)", "catch-up (warm cache)"] {
+            let (_, _, secs) =
+                consume(&client, &topic, args.partitions, total_records, label).await?;
+            let rate = mib(bytes as f64) / secs;
+            println!(
+                "{label}: segment bytes read at {rate:.1} MiB/s = {:.0}% of the object server's rate",
+                100.0 * rate / raw_rate
+            );
+            if cold == 0.0 {
+                cold = rate;
+            } else {
+                println!("warm / cold: {:.1}x", rate / cold);
+            }
+        }
+        return Ok(());
     }
 
     if args.no_consume {
         return Ok(());
     }
+    consume(&client, &topic, args.partitions, total_records, "consume").await?;
+    Ok(())
+}
 
-    // Consume everything back, one fetch in flight, librdkafka's default limits.
-    let mut next: HashMap<i32, i64> = (0..args.partitions).map(|p| (p, 0)).collect();
+/// Consumes `total_records` from offset 0 of every partition, one fetch in flight with
+/// librdkafka's default limits. Returns (records, bytes, seconds).
+async fn consume(
+    client: &Client,
+    topic: &str,
+    partitions: i32,
+    total_records: u64,
+    label: &'static str,
+) -> anyhow::Result<(u64, u64, f64)> {
+    let mut next: HashMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
     let mut consumed = 0u64;
     let mut consumed_bytes = 0u64;
     let start = Instant::now();
     let mut progress = Progress {
         last: Instant::now(),
-        label: "consume",
+        label,
     };
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(900);
     while consumed < total_records {
         if Instant::now() > deadline {
-            bail!("consume did not finish: {consumed} of {total_records} records");
+            bail!("{label} did not finish: {consumed} of {total_records} records");
         }
         let mut ft = FetchTopic::default();
-        ft.topic = TopicName(StrBytes::from_string(topic.clone()));
+        ft.topic = TopicName(StrBytes::from_string(topic.to_string()));
         ft.partitions = next
             .iter()
             .map(|(&p, &off)| {
@@ -327,36 +402,44 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let secs = start.elapsed().as_secs_f64();
     eprintln!();
     println!(
-        "consume: {consumed} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+        "{label}: {consumed} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
         mib(consumed_bytes as f64),
         mib(consumed_bytes as f64) / secs,
         consumed as f64 / secs
     );
-    Ok(())
+    Ok((consumed, consumed_bytes, secs))
+}
+
+/// What a produce phase did.
+struct Produced {
+    records: u64,
+    /// Key and value bytes sent.
+    raw_bytes: u64,
+    /// MiB/s of batch bytes.
+    rate: f64,
 }
 
 struct Phase<'a> {
     client: &'a Client,
     topic: &'a str,
-    batch: &'a Bytes,
-    per_batch: usize,
+    batches: &'a [Bytes],
+    /// Records and key+value bytes of each batch.
+    sizes: &'a [(usize, usize)],
     acks: i16,
     args: &'a BenchArgs,
 }
 
 impl Phase<'_> {
-    /// Produces `records` (rounded up to whole batches), paced at `rate_mib` if positive;
-    /// prints throughput and latency and returns the throughput in MiB/s.
+    /// Produces at least `records` (whole batches, partitions in turn, the distinct batches in
+    /// turn), paced at `rate_mib` if positive; prints throughput and latency.
     async fn produce(
         &self,
         records: u64,
         rate_mib: f64,
         label: &'static str,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<Produced> {
         use futures::StreamExt;
-        let (batch, per_batch, acks, args) = (self.batch, self.per_batch, self.acks, self.args);
-        let requests = records.div_ceil(per_batch as u64);
-        let total_records = requests * per_batch as u64;
+        let (acks, args) = (self.acks, self.args);
         let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         // Each request's response is awaited by its own task, so its latency is taken when the
         // response arrives, not when this loop next looks.
@@ -366,12 +449,16 @@ impl Phase<'_> {
             last: Instant::now(),
             label,
         };
-        let pace =
-            (rate_mib > 0.0).then(|| Duration::from_secs_f64(mib(batch.len() as f64) / rate_mib));
+        let mean_batch =
+            self.batches.iter().map(Bytes::len).sum::<usize>() as f64 / self.batches.len() as f64;
+        let pace = (rate_mib > 0.0).then(|| Duration::from_secs_f64(mib(mean_batch) / rate_mib));
         let version = 9;
-        let mut acked = 0u64;
-        let bodies = (0..args.partitions)
-            .map(|p| {
+        let partitions = args.partitions as usize;
+        // One pre-encoded request per (batch, partition), sent under a fresh header each time:
+        // the client's CPU is shared with the broker here, so it should spend little.
+        let mut bodies = Vec::with_capacity(self.batches.len() * partitions);
+        for batch in self.batches {
+            for p in 0..args.partitions {
                 let mut pd = PartitionProduceData::default();
                 pd.index = p;
                 pd.records = Some(batch.clone());
@@ -382,43 +469,48 @@ impl Phase<'_> {
                 req.acks = acks;
                 req.timeout_ms = 30_000;
                 req.topic_data = vec![td];
-                Client::encode_body(version, &req).map_err(anyhow::Error::from)
-            })
-            .collect::<anyhow::Result<Vec<Bytes>>>()?;
-        type Done = Result<(Duration, anyhow::Result<ProduceResponse>), tokio::task::JoinError>;
-        let record = |done: Done, hist: &mut Histogram<u64>| -> anyhow::Result<()> {
-            let (latency, resp) = done?;
+                bodies.push(Client::encode_body(version, &req)?);
+            }
+        }
+        type Done =
+            Result<(Duration, u64, anyhow::Result<ProduceResponse>), tokio::task::JoinError>;
+        let record = |done: Done, hist: &mut Histogram<u64>| -> anyhow::Result<u64> {
+            let (latency, count, resp) = done?;
             check_produce(&resp?)?;
             hist.record(latency.as_micros().max(1) as u64)?;
-            Ok(())
+            Ok(count)
         };
-        for i in 0..requests {
+        let (mut sent, mut acked, mut bytes, mut raw) = (0u64, 0u64, 0u64, 0u64);
+        let mut i = 0usize;
+        while sent < records {
             if let Some(p) = pace {
                 let due = tokio::time::Instant::from_std(start + p * i as u32);
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => break,
                         Some(done) = inflight.next(), if !inflight.is_empty() => {
-                            record(done, &mut hist)?;
-                            acked += per_batch as u64;
+                            acked += record(done, &mut hist)?;
                         }
                     }
                 }
             }
             while inflight.len() >= args.inflight {
                 if let Some(done) = inflight.next().await {
-                    record(done, &mut hist)?;
-                    acked += per_batch as u64;
+                    acked += record(done, &mut hist)?;
                 }
             }
-            // One pre-encoded request per partition, sent under a fresh header each time: the
-            // client's CPU is shared with the broker here, so it should spend little.
-            let body = bodies[(i % bodies.len() as u64) as usize].clone();
+            let j = (i / partitions) % self.batches.len();
+            let body = bodies[j * partitions + i % partitions].clone();
+            let (count, batch_raw) = self.sizes[j];
+            sent += count as u64;
+            bytes += self.batches[j].len() as u64;
+            raw += batch_raw as u64;
+            i += 1;
             if acks == 0 {
                 self.client
                     .send_oneway_encoded::<ProduceRequest>(version, body)
                     .await?;
-                acked += per_batch as u64;
+                acked += count as u64;
             } else {
                 let t0 = Instant::now();
                 let rx = self
@@ -429,38 +521,36 @@ impl Phase<'_> {
                     let r = Client::finish::<ProduceRequest>(version, rx)
                         .await
                         .map_err(anyhow::Error::from);
-                    (t0.elapsed(), r)
+                    (t0.elapsed(), count as u64, r)
                 }));
             }
-            progress.tick(
-                acked,
-                total_records,
-                acked * batch.len() as u64 / per_batch as u64,
-                start,
-            );
+            progress.tick(acked, records, bytes, start);
         }
         while let Some(done) = inflight.next().await {
-            record(done, &mut hist)?;
+            acked += record(done, &mut hist)?;
         }
         let secs = start.elapsed().as_secs_f64();
-        let bytes = requests as f64 * batch.len() as f64;
         eprintln!();
         println!(
-            "{label}: {total_records} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
-            mib(bytes),
-            mib(bytes) / secs,
-            total_records as f64 / secs
+            "{label}: {acked} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+            mib(bytes as f64),
+            mib(bytes as f64) / secs,
+            acked as f64 / secs
         );
         if acks != 0 {
             println!(
-                "{label}: latency per request ({} B batch): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-                batch.len(),
+                "{label}: latency per request ({:.0} B batches): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                mean_batch,
                 hist.value_at_quantile(0.50) as f64 / 1000.0,
                 hist.value_at_quantile(0.99) as f64 / 1000.0,
                 hist.max() as f64 / 1000.0
             );
         }
-        Ok(mib(bytes) / secs)
+        Ok(Produced {
+            records: acked,
+            raw_bytes: raw,
+            rate: mib(bytes as f64) / secs,
+        })
     }
 }
 

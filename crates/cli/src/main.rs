@@ -5,6 +5,7 @@
 
 mod admin;
 mod bench;
+mod bench_tier;
 mod groups;
 mod serve;
 mod settings;

@@ -308,6 +308,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn s3_keys_and_tiering_settings_come_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            concat!(
+                "object_store = \"s3://bucket/archive\"\n",
+                "aws_endpoint_url = \"http://127.0.0.1:4566\"\n",
+                "aws_region = \"eu-west-1\"\n",
+                "aws_access_key_id = \"AKID\"\n",
+                "aws_secret_access_key = \"SECRET\"\n",
+                "aws_allow_http = true\n",
+                "wal_budget_bytes = 1048576\n",
+                "retention_ms = -1\n",
+                "cache_disk_bytes = 0\n",
+            ),
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path),
+            retention_bytes: Some(5000),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.s3.aws_endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(s.s3.aws_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s.s3.aws_access_key_id.as_deref(), Some("AKID"));
+        assert_eq!(s.s3.aws_secret_access_key.as_deref(), Some("SECRET"));
+        assert_eq!(s.s3.aws_allow_http, Some(true));
+        assert_eq!(
+            (s.wal_budget_bytes, s.retention_ms, s.retention_bytes),
+            (1 << 20, -1, 5000)
+        );
+        assert_eq!(s.cache_disk_bytes, 0);
+        assert_eq!(s.cache_memory_bytes, 256 * 1024 * 1024, "default kept");
+        // The store builds from them (no request is made until it is used).
+        assert!(sediment_storage::from_url_with("s3://bucket/archive", &s.s3).is_ok());
+        assert!(Settings::resolve(ServeArgs {
+            retention_ms: Some(-2),
+            ..Default::default()
+        })
+        .is_err());
+    }
+
+    #[test]
     fn flags_override_file_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");

@@ -39,9 +39,10 @@ use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::file::metadata::{
     FooterTail, KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData,
 };
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
@@ -285,6 +286,13 @@ impl<W: Write + Send> SegmentEncoder<W> {
             )?))
             // Row groups are closed by `push`, on batch boundaries, never by the writer.
             .set_max_row_group_row_count(None)
+            // Keys and values are mostly distinct: dictionaries would be built and thrown away.
+            .set_dictionary_enabled(false)
+            // Row-group statistics are what readers prune with (offset, timestamp); per-page ones
+            // and min/max of payload bytes cost time on every value and help no query we know.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_column_statistics_enabled(ColumnPath::from("key"), EnabledStatistics::None)
+            .set_column_statistics_enabled(ColumnPath::from("value"), EnabledStatistics::None)
             .set_key_value_metadata(Some(vec![
                 kv("format_version", FORMAT_VERSION.into()),
                 kv("topic", meta.topic.clone()),
