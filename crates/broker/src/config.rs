@@ -52,6 +52,10 @@ pub struct BrokerConfig {
     /// Most bytes the WAL may hold on disk; beyond it (object storage down or slow) produce
     /// requests get the retriable KAFKA_STORAGE_ERROR until uploads free space.
     pub wal_budget_bytes: u64,
+    /// WAL bytes kept after their batches are archived (Kafka's local retention): consumers
+    /// near the tail read them from the WAL; above it, archived WAL segments are deleted
+    /// oldest first down to half of it.
+    pub wal_retain_bytes: u64,
     /// Broker defaults for topics without overrides (Kafka's log.retention.ms and
     /// log.retention.bytes; -1 = unlimited).
     pub retention_ms: i64,
@@ -90,6 +94,7 @@ impl BrokerConfig {
             cache_dir: None,
             readahead_chunks: 4,
             wal_budget_bytes: 4 * 1024 * 1024 * 1024,
+            wal_retain_bytes: 1024 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval: std::time::Duration::from_secs(30),

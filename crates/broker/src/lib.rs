@@ -53,6 +53,7 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     pub object_store: Store,
     pub archive: Arc<archive::Archive>,
+    encoders: uploader::EncoderPool,
     pub coordinator: groups::Coordinator,
     cluster_id: String,
     /// The current block of producer ids: next to hand out, end of block.
@@ -112,6 +113,10 @@ impl Broker {
             metrics,
             object_store,
             archive,
+            // One encoder per core but one: uploads keep up without starving request handling.
+            encoders: uploader::EncoderPool::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
+            ),
             coordinator: groups::Coordinator::new(config_groups),
             cluster_id,
             producer_ids: tokio::sync::Mutex::new((0, 0)),

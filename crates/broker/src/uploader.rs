@@ -19,6 +19,79 @@ use tracing::{debug, info, warn};
 use crate::log::{Partition, Topic};
 use crate::{wait_stopped, Broker};
 
+/// Threads that encode segments at a low CPU priority (nice 10): archiving is background
+/// work, and on a small machine it must not delay WAL writes, syncs and request handling.
+pub struct EncoderPool {
+    tx: std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    pub threads: usize,
+}
+
+impl EncoderPool {
+    pub fn new(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = threads.max(1);
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sediment-encode-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                warn!(error = %e, "could not start a segment encoder thread");
+            }
+        }
+        Self {
+            tx: std::sync::Mutex::new(tx),
+            threads,
+        }
+    }
+
+    /// Runs `job` on an encoder thread and returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let boxed: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = done.send(job());
+        });
+        self.tx
+            .lock()
+            .map_err(|_| "encoder pool poisoned".to_string())?
+            .send(boxed)
+            .map_err(|_| "encoder pool stopped".to_string())?;
+        result
+            .await
+            .map_err(|_| "segment encoder thread failed".to_string())
+    }
+}
+
+/// Lowers the calling thread's CPU priority to nice 10 (Linux threads have their own nice
+/// value). Best effort: where it fails the thread runs at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take no pointers; they only read and set this thread's
+    // scheduling priority.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+            tracing::debug!("could not lower the encoder thread's priority");
+        }
+    }
+}
+
 /// Wait before the next upload attempt of a partition after `failures` failures in a row:
 /// 250 ms doubling up to 30 s (the object store client has retried each request already).
 fn retry_delay(failures: u32) -> Duration {
@@ -145,6 +218,24 @@ impl Broker {
                 }
             }
         }
+        // Archived segments stay while the WAL is within `wal_retain_bytes` (consumers near the
+        // tail read them from the page cache); beyond it the oldest go until half of it is
+        // left, so releases (each with a producer snapshot) come in batches.
+        let retain = self.config.wal_retain_bytes;
+        let sizes = self.segments.sizes();
+        let mut left: u64 = sizes.iter().map(|s| s.1).sum();
+        if left <= retain {
+            return Ok(0);
+        }
+        let mut release_to = 0;
+        for (id, len) in sizes {
+            if id >= bound || left <= retain / 2 {
+                break;
+            }
+            left -= len;
+            release_to = id + 1;
+        }
+        let bound = release_to;
         if self.segments.oldest_segment().is_none_or(|o| o >= bound) {
             return Ok(0);
         }
@@ -259,22 +350,24 @@ impl Broker {
             path.clone(),
         );
         // Encoded a row group at a time and streamed out (multipart above `part_bytes`): only
-        // one row group of the segment is in memory at once.
-        let info = tokio::task::spawn_blocking(move || {
-            let out = ObjectWrite::new(handle, store, target, part_bytes);
-            let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())
-                .map_err(|e| e.to_string())?;
-            for e in &entries {
-                let batch = segments.read(&e.pos).map_err(|e| e.to_string())?;
-                enc.push(&batch).map_err(|e| e.to_string())?;
-            }
-            let (out, info) = enc.finish().map_err(|e| e.to_string())?;
-            out.finish().map_err(|e| e.to_string())?;
-            Ok::<_, String>(info)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("writing {path}: {e}"))?;
+        // one row group of the segment is in memory at once. Encoding runs on the low-priority
+        // encoder threads, so it never takes the CPU from produce and fetch.
+        let info = self
+            .encoders
+            .run(move || {
+                let out = ObjectWrite::new(handle, store, target, part_bytes);
+                let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())
+                    .map_err(|e| e.to_string())?;
+                for e in &entries {
+                    let batch = segments.read(&e.pos).map_err(|e| e.to_string())?;
+                    enc.push(&batch).map_err(|e| e.to_string())?;
+                }
+                let (out, info) = enc.finish().map_err(|e| e.to_string())?;
+                out.finish().map_err(|e| e.to_string())?;
+                Ok::<_, String>(info)
+            })
+            .await?
+            .map_err(|e| format!("writing {path}: {e}"))?;
         let entry = SegmentEntry {
             base_offset: info.base_offset,
             end_offset: info.end_offset,

@@ -340,3 +340,41 @@ async fn a_full_wal_budget_answers_producers_with_a_retriable_error_until_upload
     drop(c);
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn archived_wal_segments_stay_until_the_wal_outgrows_its_retain_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.wal_segment_bytes = 2048;
+        c.wal_retain_bytes = 16 * 1024;
+    })
+    .await;
+    let c = tb.client().await;
+    for i in 0..10 {
+        produce(&c, "keep", 0, test_batch(i)).await;
+    }
+    let small = tb.broker.segments.disk_bytes();
+    assert!(small < 16 * 1024, "{small} bytes");
+    assert_eq!(tb.broker.upload_due(true).await, 1);
+    assert_eq!(
+        tb.broker.segments.disk_bytes(),
+        small,
+        "archived, but within the retain size: kept for tail readers"
+    );
+    let mut i = 10;
+    while tb.broker.segments.disk_bytes() <= 24 * 1024 {
+        assert_eq!(produce(&c, "keep", 0, test_batch(i)).await, (0, 4 * i));
+        i += 1;
+    }
+    let big = tb.broker.segments.disk_bytes();
+    assert!(big > 16 * 1024, "{big} bytes");
+    assert_eq!(tb.broker.upload_due(true).await, 1);
+    let after = tb.broker.segments.disk_bytes();
+    assert!(
+        after <= 8 * 1024 + 2048 + 1024,
+        "released down to about half the retain size: {big} -> {after}"
+    );
+    assert_eq!(read_all(&c, "keep", 0).await.len(), 4 * i as usize);
+    drop(c);
+    tb.stop().await;
+}

@@ -62,6 +62,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.cache_dir = s.cache_dir.clone();
     config.readahead_chunks = s.readahead_chunks;
     config.wal_budget_bytes = s.wal_budget_bytes;
+    // Retaining more than half the budget would leave producers refused while archived data
+    // sits in the WAL.
+    config.wal_retain_bytes = s.wal_retain_bytes.min(s.wal_budget_bytes / 2);
     config.retention_ms = s.retention_ms;
     config.retention_bytes = s.retention_bytes;
     config.retention_check_interval = std::time::Duration::from_millis(s.retention_check_ms);

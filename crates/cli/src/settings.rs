@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Most bytes the WAL may hold while object storage is unavailable; beyond it producers get a retriable error.
     #[arg(long, env = "SEDIMENT_WAL_BUDGET_BYTES")]
     pub wal_budget_bytes: Option<u64>,
+    /// WAL bytes kept after they are archived, for consumers near the tail (0: release at once).
+    #[arg(long, env = "SEDIMENT_WAL_RETAIN_BYTES")]
+    pub wal_retain_bytes: Option<u64>,
     /// Default retention.ms of topics (-1: keep forever).
     #[arg(long, env = "SEDIMENT_RETENTION_MS")]
     pub retention_ms: Option<i64>,
@@ -126,6 +129,7 @@ struct FileSettings {
     cache_disk_bytes: Option<usize>,
     readahead_chunks: Option<usize>,
     wal_budget_bytes: Option<u64>,
+    wal_retain_bytes: Option<u64>,
     retention_ms: Option<i64>,
     retention_bytes: Option<i64>,
     retention_check_ms: Option<u64>,
@@ -165,6 +169,7 @@ pub struct Settings {
     pub cache_disk_bytes: usize,
     pub readahead_chunks: usize,
     pub wal_budget_bytes: u64,
+    pub wal_retain_bytes: u64,
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub retention_check_ms: u64,
@@ -251,6 +256,10 @@ impl Settings {
                 .or(file.cache_disk_bytes)
                 .unwrap_or(1024 * 1024 * 1024),
             readahead_chunks: args.readahead_chunks.or(file.readahead_chunks).unwrap_or(4),
+            wal_retain_bytes: args
+                .wal_retain_bytes
+                .or(file.wal_retain_bytes)
+                .unwrap_or(1024 * 1024 * 1024),
             wal_budget_bytes: args
                 .wal_budget_bytes
                 .or(file.wal_budget_bytes)

@@ -190,13 +190,24 @@ impl Segments {
             }
             freed += len;
         }
-        if !gone.is_empty() {
-            // The unlinks must be durable before anything relies on the space being gone.
-            let _ = File::open(&self.dir).and_then(|d| d.sync_all());
-        }
+        // No directory fsync: a crash that brings a released segment back only makes recovery
+        // read entries its caller already holds elsewhere, and an fsync here would force a
+        // journal commit that stalls the writer's fdatasyncs on ext4.
         self.disk_bytes
             .fetch_sub(freed.min(self.disk_bytes()), Ordering::SeqCst);
         Ok((gone.len(), freed))
+    }
+
+    /// Every segment file's id and size, oldest first.
+    pub fn sizes(&self) -> Vec<(u64, u64)> {
+        self.files
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|(id, f)| (*id, f.metadata().map(|m| m.len()).unwrap_or(0)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Id of the oldest segment file still present.

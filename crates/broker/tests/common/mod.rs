@@ -36,6 +36,8 @@ impl TestBroker {
         config.advertised_port = addr.port() as i32;
         config.cache_memory_bytes = 8 << 20;
         config.cache_disk_bytes = 64 << 20;
+        // Release archived WAL segments at once, so tests see reads from the archive.
+        config.wal_retain_bytes = 0;
         tweak(&mut config);
         let meta = Arc::new(EmbeddedMetaStore::open(dir.join("meta")).unwrap());
         // A real directory, so the archive outlives a restart as it would in a bucket.
