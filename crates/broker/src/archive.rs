@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, Cache, CacheBuilder, DeviceBuilder, FsDeviceBuilder, HybridCache,
     HybridCacheBuilder,
@@ -41,14 +41,16 @@ pub struct Archive {
 
 /// One record batch of a chunk: its offsets and bytes.
 struct BatchRef {
-    base: i64,
+    /// Offset after the batch's last record.
     end: i64,
-    bytes: Bytes,
+    /// Where the batch starts in the chunk, and its length.
+    at: usize,
+    len: usize,
 }
 
 /// Splits concatenated record batches. Chunks are built by this broker, but a corrupt disk cache
 /// must not crash it: anything that does not parse ends the list.
-fn split_batches(data: &Bytes) -> Vec<BatchRef> {
+fn split_batches(data: &[u8]) -> Vec<BatchRef> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while data.len() >= at + 27 {
@@ -61,9 +63,9 @@ fn split_batches(data: &Bytes) -> Vec<BatchRef> {
             break;
         }
         out.push(BatchRef {
-            base,
             end: base + i64::from(last_delta) + 1,
-            bytes: data.slice(at..at + total),
+            at,
+            len: total,
         });
         at += total;
     }
@@ -159,11 +161,7 @@ impl Archive {
                     segment::decode_row_group(meta, rg, &ranges, parts)
                 })
                 .await??;
-                let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-                for b in &batches {
-                    buf.extend_from_slice(b);
-                }
-                Ok::<Bytes, anyhow::Error>(buf.freeze())
+                Ok::<Bytes, anyhow::Error>(batches)
             })
             .await
             .map_err(|e| format!("reading {} row group {rg}: {e}", seg.path))?;
@@ -171,8 +169,9 @@ impl Archive {
     }
 
     /// Record batches from the one holding `offset`, through `segments` (a partition's committed
-    /// segments in offset order), up to `max_bytes` (the first batch always). Starts reading
-    /// ahead of where it stopped.
+    /// segments in offset order), up to `max_bytes` (the first batch always), as slices of the
+    /// cached chunks, each holding whole batches back to back. Starts reading ahead of where it
+    /// stopped.
     pub async fn read(
         self: &Arc<Self>,
         topic_id: Uuid,
@@ -200,17 +199,29 @@ impl Archive {
                     segment: i,
                     row_group: rg,
                 });
+                // Batches served from one chunk are contiguous in it: hand out one slice of the
+                // cached buffer, not a copy per batch.
+                let mut from: Option<usize> = None;
+                let mut to = 0usize;
+                let mut full = false;
                 for b in split_batches(&data) {
                     if b.end <= next {
                         continue;
                     }
-                    if !out.is_empty() && total + b.bytes.len() > max_bytes {
-                        break 'segments;
+                    if (!out.is_empty() || from.is_some()) && total + b.len > max_bytes {
+                        full = true;
+                        break;
                     }
-                    debug_assert!(b.base <= next.max(b.base));
-                    total += b.bytes.len();
+                    from.get_or_insert(b.at);
+                    to = b.at + b.len;
+                    total += b.len;
                     next = b.end;
-                    out.push(b.bytes);
+                }
+                if let Some(from) = from {
+                    out.push(data.slice(from..to));
+                }
+                if full {
+                    break 'segments;
                 }
                 if total >= max_bytes {
                     break 'segments;
@@ -283,8 +294,9 @@ impl Archive {
                     if b.end <= offset {
                         continue;
                     }
+                    let batch = data.slice(b.at..b.at + b.len);
                     let found = tokio::task::spawn_blocking(move || {
-                        crate::handlers::list_offsets::first_at_or_after(&b.bytes, timestamp)
+                        crate::handlers::list_offsets::first_at_or_after(&batch, timestamp)
                     })
                     .await
                     .map_err(|e| e.to_string())?;
@@ -301,6 +313,7 @@ impl Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     #[test]
     fn split_batches_walks_concatenated_batches_and_stops_at_garbage() {
@@ -327,9 +340,11 @@ mod tests {
         data.extend_from_slice(&batch(13, 2));
         data.extend_from_slice(b"garbage that is long enough to look like a header");
         let got = split_batches(&data.freeze());
+        let first = batch(10, 3).len();
         assert_eq!(
-            got.iter().map(|b| (b.base, b.end)).collect::<Vec<_>>(),
-            vec![(10, 13), (13, 15)]
+            got.iter().map(|b| (b.at, b.end)).collect::<Vec<_>>(),
+            vec![(0, 13), (first, 15)]
         );
+        assert_eq!(got[1].len, batch(13, 2).len());
     }
 }

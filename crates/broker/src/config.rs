@@ -92,7 +92,7 @@ impl BrokerConfig {
             cache_memory_bytes: 256 * 1024 * 1024,
             cache_disk_bytes: 1024 * 1024 * 1024,
             cache_dir: None,
-            readahead_chunks: 4,
+            readahead_chunks: 8,
             wal_budget_bytes: 4 * 1024 * 1024 * 1024,
             wal_retain_bytes: 1024 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,

@@ -255,7 +255,7 @@ impl Settings {
                 .cache_disk_bytes
                 .or(file.cache_disk_bytes)
                 .unwrap_or(1024 * 1024 * 1024),
-            readahead_chunks: args.readahead_chunks.or(file.readahead_chunks).unwrap_or(4),
+            readahead_chunks: args.readahead_chunks.or(file.readahead_chunks).unwrap_or(8),
             wal_retain_bytes: args
                 .wal_retain_bytes
                 .or(file.wal_retain_bytes)

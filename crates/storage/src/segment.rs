@@ -695,14 +695,14 @@ impl ChunkReader for Fetched {
 }
 
 /// Rebuilds the record batches that start in row group `rg` from the byte ranges
-/// [`row_group_ranges`] named, fetched into `parts` (in the same order). CPU-bound: run it
-/// off the async runtime's threads.
+/// [`row_group_ranges`] named, fetched into `parts` (in the same order), and returns them back
+/// to back in one buffer. CPU-bound: run it off the async runtime's threads.
 pub fn decode_row_group(
     meta: Arc<ParquetMetaData>,
     rg: usize,
     ranges: &[Range<u64>],
     parts: Vec<Bytes>,
-) -> Result<Vec<Bytes>, SegmentError> {
+) -> Result<Bytes, SegmentError> {
     let groups = chunk_groups(&meta, rg)?;
     let (first_offset, last_offset) = row_group_offsets(&meta, rg)?;
     let mut fetched: Vec<(u64, Bytes)> = ranges.iter().map(|r| r.start).zip(parts).collect();
@@ -736,8 +736,9 @@ struct Rebuild {
     /// Batches ending before this offset are dropped.
     from_offset: i64,
     max_bytes: usize,
-    out: Vec<Bytes>,
-    total: usize,
+    /// Rebuilt batches, back to back, and where each ends.
+    buf: BytesMut,
+    ends: Vec<usize>,
     pending: Vec<Record>,
     pending_batch: Option<(i64, i16)>,
     full: bool,
@@ -750,8 +751,8 @@ impl Rebuild {
             max_batch_offset: i64::MAX,
             from_offset,
             max_bytes,
-            out: Vec::new(),
-            total: 0,
+            buf: BytesMut::new(),
+            ends: Vec::new(),
             pending: Vec::new(),
             pending_batch: None,
             full: false,
@@ -769,9 +770,9 @@ impl Rebuild {
             self.pending.clear();
             return Ok(true);
         }
-        let mut buf = BytesMut::new();
+        let start = self.buf.len();
         RecordBatchEncoder::encode(
-            &mut buf,
+            &mut self.buf,
             self.pending.iter(),
             &RecordEncodeOptions {
                 version: 2,
@@ -780,12 +781,12 @@ impl Rebuild {
         )
         .map_err(|e| SegmentError::Batch(e.to_string()))?;
         self.pending.clear();
-        if !self.out.is_empty() && self.total + buf.len() > self.max_bytes {
+        if start > 0 && self.buf.len() > self.max_bytes {
+            self.buf.truncate(start);
             self.full = true;
             return Ok(false);
         }
-        self.total += buf.len();
-        self.out.push(buf.freeze());
+        self.ends.push(self.buf.len());
         Ok(true)
     }
 
@@ -802,6 +803,15 @@ impl Rebuild {
         let producer_epoch = column::<Int16Array>(batch, "producer_epoch")?;
         let sequence = column::<Int32Array>(batch, "sequence")?;
         let leader_epoch = column::<Int32Array>(batch, "leader_epoch")?;
+        // Keys and values become slices of the decoded column buffers: no copy, no allocation
+        // per record.
+        let (key_data, key_offsets) = (Bytes::from(key.values().clone()), key.value_offsets());
+        let (value_data, value_offsets) =
+            (Bytes::from(value.values().clone()), value.value_offsets());
+        let slice = |data: &Bytes, offsets: &[i32], row: usize| {
+            let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
+            data.slice(a..b)
+        };
         for row in 0..batch.num_rows() {
             let this_batch = (batch_offset.value(row), attributes.value(row));
             if this_batch.0 < self.min_batch_offset {
@@ -843,19 +853,38 @@ impl Rebuild {
                 offset: offset.value(row),
                 sequence: sequence.value(row),
                 timestamp: timestamp.value(row),
-                key: (!key.is_null(row)).then(|| Bytes::copy_from_slice(key.value(row))),
-                value: (!value.is_null(row)).then(|| Bytes::copy_from_slice(value.value(row))),
+                key: (!key.is_null(row)).then(|| slice(&key_data, key_offsets, row)),
+                value: (!value.is_null(row)).then(|| slice(&value_data, value_offsets, row)),
                 headers: header_map,
             });
         }
         Ok(true)
     }
 
-    fn finish(mut self) -> Result<Vec<Bytes>, SegmentError> {
+    /// The rebuilt batches back to back.
+    fn finish(mut self) -> Result<Bytes, SegmentError> {
         if !self.full {
             self.flush()?;
         }
-        Ok(self.out)
+        Ok(self.buf.freeze())
+    }
+
+    /// The rebuilt batches, one `Bytes` each (slices of one buffer).
+    fn finish_batches(mut self) -> Result<Vec<Bytes>, SegmentError> {
+        if !self.full {
+            self.flush()?;
+        }
+        let all = std::mem::take(&mut self.buf).freeze();
+        let mut start = 0;
+        Ok(self
+            .ends
+            .iter()
+            .map(|&end| {
+                let b = all.slice(start..end);
+                start = end;
+                b
+            })
+            .collect())
     }
 }
 
@@ -889,7 +918,7 @@ pub fn decode_segment(
             break;
         }
     }
-    rebuild.finish()
+    rebuild.finish_batches()
 }
 
 #[cfg(test)]
@@ -1019,7 +1048,16 @@ mod tests {
         for rg in 0..meta.num_row_groups() {
             let ranges = row_group_ranges(&meta, rg).unwrap();
             let parts = store.get_ranges(path, &ranges).await.unwrap();
-            out.push(decode_row_group(meta.clone(), rg, &ranges, parts).unwrap());
+            let all = decode_row_group(meta.clone(), rg, &ranges, parts).unwrap();
+            // Split back into batches by their length fields.
+            let mut batches = Vec::new();
+            let mut at = 0;
+            while at < all.len() {
+                let len = i32::from_be_bytes(all[at + 8..at + 12].try_into().unwrap()) as usize;
+                batches.push(all.slice(at..at + 12 + len));
+                at += 12 + len;
+            }
+            out.push(batches);
         }
         out
     }

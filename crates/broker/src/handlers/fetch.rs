@@ -166,13 +166,19 @@ async fn read_now(
             .read(*topic_id, segments.clone(), *offset, budget)
             .await
         {
-            Ok(batches) => {
-                let mut buf = BytesMut::with_capacity(batches.iter().map(|b| b.len()).sum());
-                for b in &batches {
-                    buf.extend_from_slice(b);
-                }
-                total += buf.len();
-                plan.data.records = Some(buf.freeze());
+            Ok(mut pieces) => {
+                // Usually one slice of one cached chunk: no copy.
+                let records = if pieces.len() == 1 {
+                    pieces.remove(0)
+                } else {
+                    let mut buf = BytesMut::with_capacity(pieces.iter().map(|b| b.len()).sum());
+                    for b in &pieces {
+                        buf.extend_from_slice(b);
+                    }
+                    buf.freeze()
+                };
+                total += records.len();
+                plan.data.records = Some(records);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "archive read failed");
