@@ -44,8 +44,10 @@ pub struct PartitionState {
     pub producers: HashMap<i64, ProducerEntry>,
     /// Offsets below this are in committed archive segments.
     pub uploaded_end: i64,
-    /// When the last segment was committed (or the broker started).
-    pub last_upload: Option<std::time::Instant>,
+    /// Since when durable batches have been waiting to be archived (`None`: nothing waits).
+    /// `segment_ms` counts from here, as Kafka's segment.ms counts from a segment's first
+    /// record, so an idle partition's first new batch is not uploaded alone.
+    pub pending_since: Option<std::time::Instant>,
     /// Failed upload attempts in a row, and when the next may start (exponential backoff).
     pub upload_failures: u32,
     pub upload_retry_at: Option<std::time::Instant>,
@@ -360,6 +362,9 @@ impl Registry {
             if meta.base_offset >= covered {
                 recover_sequence(&mut st, meta, pos, segments);
             }
+            if st.pending_since.is_none() {
+                st.pending_since = Some(std::time::Instant::now());
+            }
         }
     }
 
@@ -497,6 +502,9 @@ impl Sink for Registry {
             let end = meta.base_offset + i64::from(meta.record_count);
             if end > st.high_watermark {
                 st.high_watermark = end;
+                if st.pending_since.is_none() && end > st.uploaded_end {
+                    st.pending_since = Some(std::time::Instant::now());
+                }
             }
         }
         self.metrics.wal_syncs.inc();

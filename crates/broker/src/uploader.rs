@@ -119,7 +119,6 @@ impl Broker {
                     st.high_watermark = index.end_offset;
                     st.log_start_offset = index.log_start_offset;
                     st.archive = Arc::new(index.segments);
-                    st.last_upload = Some(Instant::now());
                 }
             }
         }
@@ -277,18 +276,19 @@ impl Broker {
 
     /// Durable bytes not yet archived, and whether an upload is due.
     fn pending(&self, p: &Partition, force: bool) -> (u64, bool) {
-        let Ok(mut st) = p.state.lock() else {
+        let Ok(st) = p.state.lock() else {
             return (0, false);
         };
-        // A partition first seen now (new topic, added partition) starts its segment clock now.
-        let since = *st.last_upload.get_or_insert_with(Instant::now);
+
         let from = st.find(st.uploaded_end);
         let bytes: u64 = st.index[from..]
             .iter()
             .take_while(|e| e.end_offset <= st.high_watermark)
             .map(|e| u64::from(e.pos.len))
             .sum();
-        let aged = since.elapsed() >= self.config.segment_interval;
+        let aged = st
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= self.config.segment_interval);
         let backing_off = st.upload_retry_at.is_some_and(|t| Instant::now() < t);
         (
             bytes,
@@ -302,6 +302,7 @@ impl Broker {
         index: i32,
         p: &Partition,
     ) -> Result<Option<u64>, String> {
+        let started = Instant::now();
         let limit = self
             .config
             .segment_bytes
@@ -383,7 +384,8 @@ impl Broker {
             .map_err(|e| format!("committing the index entry: {e}"))?;
         if let Ok(mut st) = p.state.lock() {
             st.uploaded_end = info.end_offset;
-            st.last_upload = Some(Instant::now());
+            // What arrived meanwhile has waited since this upload began, at most.
+            st.pending_since = (st.high_watermark > st.uploaded_end).then_some(started);
             if entry.end_offset > st.log_start_offset {
                 let mut archive = (*st.archive).clone();
                 archive.push(entry);

@@ -240,3 +240,24 @@ fn released_segments_are_deleted_and_stay_gone_after_reopen() {
     assert!(rec.next_segment > active);
     drop(wal);
 }
+
+#[test]
+fn segments_stay_near_their_size_even_when_groups_are_large() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = WalConfig::new(dir.path());
+    c.segment_bytes = 4096;
+    c.max_group_bytes = 1 << 20;
+    let (wal, _) = Wal::open(c, Arc::new(Recorder::default())).unwrap();
+    let sizes: Vec<usize> = (0..300).map(|i| 100 + (i * 13) % 300).collect();
+    // Queued all at once, so the writer could take them as one large group.
+    append_all(&wal, &sizes, Durability::Synced);
+    drop(wal);
+    let largest = sizes.iter().max().unwrap() + ENTRY_HEADER_LEN;
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let len = e.unwrap().metadata().unwrap().len();
+        assert!(
+            len <= 4096 + largest as u64,
+            "a segment of {len} bytes for a 4096-byte setting"
+        );
+    }
+}

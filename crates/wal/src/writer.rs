@@ -70,13 +70,36 @@ impl Writer {
     }
 
     pub(crate) fn run(&mut self, rx: Receiver<Append>) {
-        while let Ok(first) = rx.recv() {
-            let mut bytes = first.data_len();
+        // An append taken from the queue that did not fit the previous group.
+        let mut carry: Option<Append> = None;
+        loop {
+            let first = match carry.take() {
+                Some(a) => a,
+                None => match rx.recv() {
+                    Ok(a) => a,
+                    Err(_) => break,
+                },
+            };
+            let entry_len = |a: &Append| ENTRY_HEADER_LEN + a.data_len();
+            let mut bytes = entry_len(&first);
             let mut group = vec![first];
-            while bytes < self.config.max_group_bytes {
+            // A group stops at the room left in the current segment (or a fresh segment's
+            // size), so segments exceed their size only by an entry that alone is larger.
+            let room = match &self.current {
+                Some(o) if o.size < self.config.segment_bytes => {
+                    (self.config.segment_bytes - o.size) as usize
+                }
+                _ => self.config.segment_bytes as usize,
+            };
+            let limit = self.config.max_group_bytes.min(room);
+            while bytes < limit {
                 match rx.try_recv() {
+                    Ok(a) if bytes + entry_len(&a) > limit => {
+                        carry = Some(a);
+                        break;
+                    }
                     Ok(a) => {
-                        bytes += a.data_len();
+                        bytes += entry_len(&a);
                         group.push(a);
                     }
                     Err(_) => break,
@@ -142,9 +165,19 @@ impl Writer {
         if self.failed.load(Ordering::SeqCst) {
             return Self::fail(group, WalError::Failed);
         }
+        let group_bytes: u64 = group
+            .iter()
+            .map(|a| (ENTRY_HEADER_LEN + a.data_len()) as u64)
+            .sum();
+        // Roll when full, or when this group would overflow a segment that holds entries
+        // already: a segment exceeds its size by at most one group that alone is larger.
         let needs_roll = match &self.current {
             None => true,
-            Some(o) => o.size >= self.config.segment_bytes,
+            Some(o) => {
+                o.size >= self.config.segment_bytes
+                    || (o.size > SEGMENT_MAGIC.len() as u64
+                        && o.size + group_bytes > self.config.segment_bytes)
+            }
         };
         if needs_roll {
             if let Err(e) = self.roll() {
