@@ -11,3 +11,6 @@ if [[ -f "$D/localstack-$PORT.pid" ]]; then
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$D/localstack-$PORT.pid"
 fi
+# The per-port scratch directories are empty once it has stopped (start.sh makes them again);
+# the log stays.
+rmdir "$D/run-$PORT" "$D/fs-$PORT" 2>/dev/null || true
