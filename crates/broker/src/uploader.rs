@@ -86,7 +86,7 @@ fn lower_priority() {
     // scheduling priority.
     unsafe {
         let tid = libc::gettid();
-        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
             tracing::debug!("could not lower the encoder thread's priority");
         }
     }

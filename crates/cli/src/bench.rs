@@ -264,6 +264,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let mut total_records = produced.records;
+    let mut raw_bytes = produced.raw_bytes;
     if args.latency_at_half && acks != 0 {
         // The latency target is stated at half the throughput just measured.
         let half = phase
@@ -274,8 +275,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             )
             .await?;
         total_records += half.records;
+        raw_bytes += half.raw_bytes;
     }
-    let mut raw_bytes = produced.raw_bytes;
     if let Some(url) = &args.metrics_url {
         let took = bench_tier::wait_drained(url, Duration::from_secs(900)).await?;
         let m = bench_tier::scrape(url).await?;
@@ -295,35 +296,41 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     if let Some(url) = &args.catchup_object_store {
         let store = sediment_storage::from_url(url)?;
-        let (bytes, secs) = bench_tier::raw_get_throughput(
-            &store,
-            &topic,
-            args.get_range_bytes,
-            args.get_concurrency,
-        )
-        .await?;
-        let raw_rate = mib(bytes as f64) / secs;
-        println!(
-            "object server: {:.1} MiB of segments in {secs:.2} s with {} ranged GETs of {} MiB in flight: {raw_rate:.1} MiB/s",
-            mib(bytes as f64),
-            args.get_concurrency,
-            args.get_range_bytes / (1024 * 1024)
-        );
-        let mut cold = 0.0;
+        // The object server is measured right before and right after the catch-up reads, and
+        // they are compared with the mean: its speed drifts between runs on a shared machine.
+        let raw = || async {
+            let (bytes, secs) = bench_tier::raw_get_throughput(
+                &store,
+                &topic,
+                args.get_range_bytes,
+                args.get_concurrency,
+            )
+            .await?;
+            let rate = mib(bytes as f64) / secs;
+            println!(
+                "object server: {:.1} MiB of segments in {secs:.2} s with {} ranged GETs of {} MiB in flight: {rate:.1} MiB/s",
+                mib(bytes as f64),
+                args.get_concurrency,
+                args.get_range_bytes / (1024 * 1024)
+            );
+            Ok::<_, anyhow::Error>((bytes, rate))
+        };
+        let (bytes, before) = raw().await?;
+        let mut rates = Vec::new();
         for label in ["catch-up (cold cache)", "catch-up (warm cache)"] {
             let (_, _, secs) =
                 consume(&client, &topic, args.partitions, total_records, label).await?;
-            let rate = mib(bytes as f64) / secs;
-            println!(
-                "{label}: segment bytes read at {rate:.1} MiB/s = {:.0}% of the object server's rate",
-                100.0 * rate / raw_rate
-            );
-            if cold == 0.0 {
-                cold = rate;
-            } else {
-                println!("warm / cold: {:.1}x", rate / cold);
-            }
+            rates.push((label, mib(bytes as f64) / secs));
         }
+        let (_, after) = raw().await?;
+        let server = (before + after) / 2.0;
+        for (label, rate) in &rates {
+            println!(
+                "{label}: segment bytes read at {rate:.1} MiB/s = {:.0}% of the object server's mean rate ({server:.1} MiB/s)",
+                100.0 * rate / server
+            );
+        }
+        println!("warm / cold: {:.1}x", rates[1].1 / rates[0].1);
         return Ok(());
     }
 
