@@ -5,27 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-
-async fn list_offset(
-    c: &sediment_protocol::client::Client,
-    topic: &str,
-    ts: i64,
-) -> (i16, i64, i64) {
-    let mut p = ListOffsetsPartition::default();
-    p.partition_index = 0;
-    p.timestamp = ts;
-    let mut t = ListOffsetsTopic::default();
-    t.name = topic_name(topic);
-    t.partitions = vec![p];
-    let mut req = ListOffsetsRequest::default();
-    req.topics = vec![t];
-    let resp: ListOffsetsResponse = c.send(7, &req).await.unwrap();
-    let p = &resp.topics[0].partitions[0];
-    (p.error_code, p.timestamp, p.offset)
-}
 
 #[tokio::test]
 async fn offsets_are_dense_and_fetch_returns_the_batch_holding_the_offset() {

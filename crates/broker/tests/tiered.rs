@@ -13,29 +13,14 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     DeleteRecordsRequest, DeleteRecordsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use kafka_protocol::ResponseError;
 use sediment_protocol::client::Client;
-
-async fn list_offset(c: &Client, topic: &str, ts: i64) -> (i16, i64, i64) {
-    let mut p = ListOffsetsPartition::default();
-    p.partition_index = 0;
-    p.timestamp = ts;
-    let mut t = ListOffsetsTopic::default();
-    t.name = topic_name(topic);
-    t.partitions = vec![p];
-    let mut req = ListOffsetsRequest::default();
-    req.topics = vec![t];
-    let resp: ListOffsetsResponse = c.send(7, &req).await.unwrap();
-    let p = &resp.topics[0].partitions[0];
-    (p.error_code, p.timestamp, p.offset)
-}
 
 /// Batch `i` of the test: 4 records with keys, headers and a varying codec, timestamps
 /// 10_000 * i + n, written by idempotent producer 77 with sequence 4 * i.

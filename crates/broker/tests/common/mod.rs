@@ -126,6 +126,24 @@ pub async fn fetch(c: &Client, topic: &str, partition: i32, offset: i64) -> Fetc
     c.send(11, &req).await.unwrap()
 }
 
+/// ListOffsets for partition 0 of `topic` at `ts` (-1 latest, -2 earliest, -3 max timestamp):
+/// (error code, timestamp, offset).
+pub async fn list_offset(c: &Client, topic: &str, ts: i64) -> (i16, i64, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+    let mut p = ListOffsetsPartition::default();
+    p.partition_index = 0;
+    p.timestamp = ts;
+    let mut t = ListOffsetsTopic::default();
+    t.name = topic_name(topic);
+    t.partitions = vec![p];
+    let mut req = ListOffsetsRequest::default();
+    req.topics = vec![t];
+    let resp: ListOffsetsResponse = c.send(7, &req).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    (p.error_code, p.timestamp, p.offset)
+}
+
 /// Values of every record in a fetch response's first partition.
 pub fn values(resp: &FetchResponse) -> Vec<(i64, String)> {
     let mut bytes = resp.responses[0].partitions[0]
