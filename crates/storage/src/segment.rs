@@ -808,6 +808,14 @@ impl Rebuild {
         let (key_data, key_offsets) = (Bytes::from(key.values().clone()), key.value_offsets());
         let (value_data, value_offsets) =
             (Bytes::from(value.values().clone()), value.value_offsets());
+        let header_offsets = headers.value_offsets();
+        let header_entries = headers.values().as_any().downcast_ref::<StructArray>();
+        let header_columns = header_entries.and_then(|e| {
+            Some((
+                e.column(0).as_any().downcast_ref::<StringArray>()?,
+                e.column(1).as_any().downcast_ref::<BinaryArray>()?,
+            ))
+        });
         let slice = |data: &Bytes, offsets: &[i32], row: usize| {
             let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
             data.slice(a..b)
@@ -825,16 +833,15 @@ impl Rebuild {
             }
             self.pending_batch = Some(this_batch);
             let mut header_map = kafka_protocol::indexmap::IndexMap::new();
-            let list = headers.value(row);
-            if let Some(entries) = list.as_any().downcast_ref::<StructArray>() {
-                let keys = entries.column(0).as_any().downcast_ref::<StringArray>();
-                let values = entries.column(1).as_any().downcast_ref::<BinaryArray>();
-                if let (Some(keys), Some(values)) = (keys, values) {
-                    for h in 0..entries.len() {
-                        let v =
-                            (!values.is_null(h)).then(|| Bytes::copy_from_slice(values.value(h)));
-                        header_map.insert(StrBytes::from_string(keys.value(h).to_string()), v);
-                    }
+            if let Some((keys, values)) = header_columns {
+                // Straight from the child arrays: no per-row array slice.
+                let (from, to) = (
+                    header_offsets[row] as usize,
+                    header_offsets[row + 1] as usize,
+                );
+                for h in from..to {
+                    let v = (!values.is_null(h)).then(|| Bytes::copy_from_slice(values.value(h)));
+                    header_map.insert(StrBytes::from_string(keys.value(h).to_string()), v);
                 }
             }
             let attrs = this_batch.1;
