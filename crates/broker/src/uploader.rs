@@ -382,15 +382,22 @@ impl Broker {
             .add_segment(topic.meta.id, index, entry.clone())
             .await
             .map_err(|e| format!("committing the index entry: {e}"))?;
+        let mut below_log_start = false;
         if let Ok(mut st) = p.state.lock() {
+            below_log_start = entry.end_offset <= st.log_start_offset;
             st.uploaded_end = info.end_offset;
             // What arrived meanwhile has waited since this upload began, at most.
             st.pending_since = (st.high_watermark > st.uploaded_end).then_some(started);
             if entry.end_offset > st.log_start_offset {
                 let mut archive = (*st.archive).clone();
-                archive.push(entry);
+                archive.push(entry.clone());
                 st.archive = Arc::new(archive);
             }
+        }
+        if below_log_start {
+            // DeleteRecords moved the log start past this data while it was being archived:
+            // the index did not keep the segment, so its object goes at once.
+            self.delete_objects(std::slice::from_ref(&entry)).await;
         }
         self.metrics.segments_uploaded.inc();
         self.metrics.segment_bytes_uploaded.inc_by(info.size_bytes);

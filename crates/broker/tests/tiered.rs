@@ -390,3 +390,25 @@ async fn segment_ms_counts_from_the_first_batch_waiting_not_from_the_last_upload
     drop(c);
     tb.stop().await;
 }
+
+#[tokio::test]
+async fn data_deleted_before_it_is_archived_leaves_no_object_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start_with(dir.path(), small_wal).await;
+    let c = tb.client().await;
+    for i in 0..10 {
+        produce(&c, "gone", 0, test_batch(i)).await;
+    }
+    assert_eq!(delete_records(&c, "gone", -1).await, (0, 40));
+    assert_eq!(tb.broker.upload_due(true).await, 1);
+    assert_eq!(
+        objects(dir.path(), "gone"),
+        0,
+        "the segment below the log start was removed"
+    );
+    assert_eq!(list_offset(&c, "gone", -2).await.2, 40);
+    assert_eq!(produce(&c, "gone", 0, test_batch(10)).await, (0, 40));
+    assert_eq!(read_all(&c, "gone", 40).await.len(), 4);
+    drop(c);
+    tb.stop().await;
+}
