@@ -39,39 +39,6 @@ pub struct Archive {
     readahead: usize,
 }
 
-/// One record batch of a chunk: its offsets and bytes.
-struct BatchRef {
-    /// Offset after the batch's last record.
-    end: i64,
-    /// Where the batch starts in the chunk, and its length.
-    at: usize,
-    len: usize,
-}
-
-/// Splits concatenated record batches. Chunks are built by this broker, but a corrupt disk cache
-/// must not crash it: anything that does not parse ends the list.
-fn split_batches(data: &[u8]) -> Vec<BatchRef> {
-    let mut out = Vec::new();
-    let mut at = 0usize;
-    while data.len() >= at + 27 {
-        let h = &data[at..];
-        let base = i64::from_be_bytes(h[0..8].try_into().unwrap_or([0; 8]));
-        let len = i32::from_be_bytes(h[8..12].try_into().unwrap_or([0; 4]));
-        let last_delta = i32::from_be_bytes(h[23..27].try_into().unwrap_or([0; 4]));
-        let total = 12 + len.max(0) as usize;
-        if len < 15 || at + total > data.len() {
-            break;
-        }
-        out.push(BatchRef {
-            end: base + i64::from(last_delta) + 1,
-            at,
-            len: total,
-        });
-        at += total;
-    }
-    out
-}
-
 /// Where a read stopped, to read ahead from.
 #[derive(Clone, Copy)]
 struct Cursor {
@@ -204,18 +171,18 @@ impl Archive {
                 let mut from: Option<usize> = None;
                 let mut to = 0usize;
                 let mut full = false;
-                for b in split_batches(&data) {
-                    if b.end <= next {
+                for b in sediment_protocol::batch::spans(&data) {
+                    if b.end_offset <= next {
                         continue;
                     }
                     if (!out.is_empty() || from.is_some()) && total + b.len > max_bytes {
                         full = true;
                         break;
                     }
-                    from.get_or_insert(b.at);
-                    to = b.at + b.len;
+                    from.get_or_insert(b.start);
+                    to = b.start + b.len;
                     total += b.len;
-                    next = b.end;
+                    next = b.end_offset;
                 }
                 if let Some(from) = from {
                     out.push(data.slice(from..to));
@@ -290,11 +257,11 @@ impl Archive {
                     continue;
                 }
                 let data = self.chunk(topic_id, seg, &meta, rg).await?;
-                for b in split_batches(&data) {
-                    if b.end <= offset {
+                for b in sediment_protocol::batch::spans(&data) {
+                    if b.end_offset <= offset {
                         continue;
                     }
-                    let batch = data.slice(b.at..b.at + b.len);
+                    let batch = data.slice(b.start..b.start + b.len);
                     let found = tokio::task::spawn_blocking(move || {
                         crate::handlers::list_offsets::first_at_or_after(&batch, timestamp)
                     })
@@ -307,44 +274,5 @@ impl Archive {
             }
         }
         Ok(None)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BytesMut;
-
-    #[test]
-    fn split_batches_walks_concatenated_batches_and_stops_at_garbage() {
-        use sediment_protocol::batch::{encode, stamp, NewRecord, Producer};
-        let batch = |base: i64, n: usize| {
-            let records: Vec<NewRecord> = (0..n)
-                .map(|i| NewRecord {
-                    key: None,
-                    value: Some(Bytes::from(format!("v{i}"))),
-                    timestamp: 1,
-                    headers: Vec::new(),
-                })
-                .collect();
-            let b = encode(
-                &records,
-                Producer::NONE,
-                kafka_protocol::records::Compression::None,
-            )
-            .expect("encode");
-            stamp(&b, base, 0)
-        };
-        let mut data = BytesMut::new();
-        data.extend_from_slice(&batch(10, 3));
-        data.extend_from_slice(&batch(13, 2));
-        data.extend_from_slice(b"garbage that is long enough to look like a header");
-        let got = split_batches(&data.freeze());
-        let first = batch(10, 3).len();
-        assert_eq!(
-            got.iter().map(|b| (b.at, b.end)).collect::<Vec<_>>(),
-            vec![(0, 13), (first, 15)]
-        );
-        assert_eq!(got[1].len, batch(13, 2).len());
     }
 }

@@ -111,6 +111,19 @@ pub struct BenchArgs {
     get_range_bytes: u64,
 }
 
+/// Ends a progress line and prints a phase's throughput; returns its seconds.
+fn report(label: &str, records: u64, bytes: u64, start: Instant) -> f64 {
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!();
+    println!(
+        "{label}: {records} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
+        mib(bytes as f64),
+        mib(bytes as f64) / secs,
+        records as f64 / secs
+    );
+    secs
+}
+
 pub(crate) fn mib(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
 }
@@ -392,28 +405,15 @@ async fn consume(
                 }
                 let records = p.records.unwrap_or_default();
                 consumed_bytes += records.len() as u64;
-                let mut pos = 0usize;
-                while pos + 61 <= records.len() {
-                    let b = &records[pos..];
-                    let base = i64::from_be_bytes(b[0..8].try_into()?);
-                    let len = i32::from_be_bytes(b[8..12].try_into()?) as usize + 12;
-                    let count = i32::from_be_bytes(b[57..61].try_into()?) as i64;
-                    consumed += count as u64;
-                    next.insert(p.partition_index, base + count);
-                    pos += len;
+                for b in sediment_protocol::batch::spans(&records) {
+                    consumed += b.record_count.max(0) as u64;
+                    next.insert(p.partition_index, b.end_offset);
                 }
             }
         }
         progress.tick(consumed, total_records, consumed_bytes, start);
     }
-    let secs = start.elapsed().as_secs_f64();
-    eprintln!();
-    println!(
-        "{label}: {consumed} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
-        mib(consumed_bytes as f64),
-        mib(consumed_bytes as f64) / secs,
-        consumed as f64 / secs
-    );
+    let secs = report(label, consumed, consumed_bytes, start);
     Ok((consumed, consumed_bytes, secs))
 }
 
@@ -536,14 +536,7 @@ impl Phase<'_> {
         while let Some(done) = inflight.next().await {
             acked += record(done, &mut hist)?;
         }
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!();
-        println!(
-            "{label}: {acked} records, {:.1} MiB in {secs:.2} s: {:.1} MiB/s, {:.0} records/s",
-            mib(bytes as f64),
-            mib(bytes as f64) / secs,
-            acked as f64 / secs
-        );
+        let secs = report(label, acked, bytes, start);
         if acks != 0 {
             println!(
                 "{label}: latency per request ({:.0} B batches): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",

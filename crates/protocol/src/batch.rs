@@ -85,6 +85,45 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// Where one batch sits in a run of concatenated, already validated batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    pub start: usize,
+    pub len: usize,
+    pub base_offset: i64,
+    /// Offset after the batch's last record.
+    pub end_offset: i64,
+    pub record_count: i32,
+}
+
+/// Walks the headers of concatenated batches (no CRC check: for bytes this broker produced or
+/// stored). Stops at anything that does not parse, so a damaged buffer yields a shorter list,
+/// never a panic.
+pub fn spans(data: &[u8]) -> Vec<BatchSpan> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(h) = data.get(at..at + HEADER_LEN) {
+        let int = |r: std::ops::Range<usize>| {
+            i32::from_be_bytes([h[r.start], h[r.start + 1], h[r.start + 2], h[r.start + 3]])
+        };
+        let base_offset = i64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        let len = int(8..12);
+        let total = LOG_OVERHEAD + len.max(0) as usize;
+        if (len as usize) < HEADER_LEN - LOG_OVERHEAD || at + total > data.len() {
+            break;
+        }
+        out.push(BatchSpan {
+            start: at,
+            len: total,
+            base_offset,
+            end_offset: base_offset + i64::from(int(23..27)) + 1,
+            record_count: int(57..61),
+        });
+        at += total;
+    }
+    out
+}
+
 /// Validates every batch in a produce payload. `max_batch_bytes` is the topic's
 /// `max.message.bytes`, compared with each batch's full size as Kafka does.
 pub fn validate(payload: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchInfo>, BatchError> {
@@ -261,8 +300,45 @@ pub fn base_offset(batch: &[u8]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use kafka_protocol::records::{Compression, RecordBatchDecoder};
     use proptest::prelude::*;
+
+    #[test]
+    fn spans_walk_concatenated_batches_and_stop_at_garbage() {
+        let batch = |base: i64, n: usize| {
+            let records: Vec<NewRecord> = (0..n)
+                .map(|i| NewRecord {
+                    value: Some(Bytes::from(format!("v{i}"))),
+                    timestamp: 1,
+                    ..Default::default()
+                })
+                .collect();
+            stamp(
+                &encode(&records, Producer::NONE, Compression::None).unwrap(),
+                base,
+                0,
+            )
+        };
+        let (a, b) = (batch(10, 3), batch(13, 2));
+        let mut data = Vec::new();
+        data.extend_from_slice(&a);
+        data.extend_from_slice(&b);
+        data.extend_from_slice(
+            b"garbage that is long enough to look like a batch header, or is it?",
+        );
+        let got = spans(&data);
+        assert_eq!(
+            got.iter()
+                .map(|s| (s.start, s.len, s.base_offset, s.end_offset, s.record_count))
+                .collect::<Vec<_>>(),
+            vec![(0, a.len(), 10, 13, 3), (a.len(), b.len(), 13, 15, 2)]
+        );
+        assert!(
+            spans(&data[..a.len() - 1]).is_empty(),
+            "a cut batch is not listed"
+        );
+    }
 
     fn encode_values(values: &[Vec<u8>], compression: Compression) -> Vec<u8> {
         let records: Vec<NewRecord> = values
