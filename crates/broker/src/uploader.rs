@@ -343,12 +343,13 @@ impl Broker {
             partition: index,
             leader_epoch: epoch,
         };
-        let (segments, store, handle, part_bytes, target) = (
+        let (segments, store, handle, part_bytes, target, local) = (
             self.segments.clone(),
             self.object_store.store.clone(),
             tokio::runtime::Handle::current(),
             self.config.multipart_part_bytes,
             path.clone(),
+            self.object_store.local.clone(),
         );
         // Encoded a row group at a time and streamed out (multipart above `part_bytes`): only
         // one row group of the segment is in memory at once. Encoding runs on the low-priority
@@ -356,7 +357,11 @@ impl Broker {
         let info = self
             .encoders
             .run(move || {
-                let out = ObjectWrite::new(handle, store, target, part_bytes);
+                // Local files are written by this thread itself, at its low priority.
+                let out = match &local {
+                    Some(fs) => ObjectWrite::local(fs, &target).map_err(|e| e.to_string())?,
+                    None => ObjectWrite::new(handle, store, target, part_bytes),
+                };
                 let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())
                     .map_err(|e| e.to_string())?;
                 for e in &entries {

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+mod local;
 pub mod segment;
 
 use object_store::local::LocalFileSystem;
@@ -37,6 +38,9 @@ pub struct Store {
     pub store: Arc<dyn ObjectStore>,
     pub prefix: ObjectPath,
     pub url: String,
+    /// The same store when it is a `file://` directory: segments are written to it directly
+    /// ([`segment::ObjectWrite::local`]).
+    pub local: Option<Arc<LocalFileSystem>>,
 }
 
 /// S3 settings from a config file, under the names AWS tools use (`aws_endpoint_url`, ...). The
@@ -73,16 +77,20 @@ pub fn from_url_with(url: &str, s3_settings: &S3Settings) -> Result<Store, Stora
                 url: url.into(),
                 reason: format!("creating {}: {e}", path.display()),
             })?;
-            let fs = LocalFileSystem::new_with_prefix(&path).map_err(|source| {
-                StorageError::Unusable {
+            // fsync: a segment is as durable as the WAL it replaces once it is written; its WAL
+            // is released after the upload.
+            let fs = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|source| StorageError::Unusable {
                     url: url.into(),
                     source,
-                }
-            })?;
+                })?
+                .with_fsync(true);
+            let fs = Arc::new(fs);
             Ok(Store {
-                store: Arc::new(fs),
+                store: fs.clone(),
                 prefix: ObjectPath::default(),
                 url: url.into(),
+                local: Some(fs),
             })
         }
         "s3" => s3(&parsed, url, s3_settings),
@@ -90,6 +98,7 @@ pub fn from_url_with(url: &str, s3_settings: &S3Settings) -> Result<Store, Stora
             store: Arc::new(InMemory::new()),
             prefix: ObjectPath::from(parsed.path().trim_matches('/')),
             url: url.into(),
+            local: None,
         }),
         other => Err(StorageError::Unsupported(other.into())),
     }
@@ -165,6 +174,7 @@ fn s3(parsed: &Url, url: &str, file: &S3Settings) -> Result<Store, StorageError>
         store: Arc::new(store),
         prefix: ObjectPath::from(parsed.path().trim_matches('/')),
         url: url.into(),
+        local: None,
     })
 }
 

@@ -444,14 +444,27 @@ pub fn encode_segment(
 
 /// A `std::io::Write` that streams a new object into the store from a blocking thread:
 /// bytes are handed over in parts of `part_bytes`, and an object larger than that becomes a
-/// multipart upload (object_store's `BufWriter`). Nothing is visible under the path until
-/// [`ObjectWrite::finish`] completes.
+/// multipart upload. Nothing is visible under the path until [`ObjectWrite::finish`] completes.
 pub struct ObjectWrite {
-    handle: tokio::runtime::Handle,
-    inner: BufWriter,
+    sink: Sink,
     pending: Vec<u8>,
     part_bytes: usize,
 }
+
+enum Sink {
+    /// A network store: object_store's `BufWriter`, driven on the runtime (several parts in
+    /// flight).
+    Runtime {
+        handle: tokio::runtime::Handle,
+        inner: BufWriter,
+    },
+    /// A `file://` store: written by the calling thread itself, paced to the disk
+    /// ([`crate::local`]).
+    Local(crate::local::LocalFile),
+}
+
+/// Bytes gathered before one write to a local file.
+const LOCAL_WRITE_BYTES: usize = 1024 * 1024;
 
 impl ObjectWrite {
     /// `handle` drives the uploads; call this type's methods only off the runtime's threads
@@ -464,34 +477,66 @@ impl ObjectWrite {
     ) -> Self {
         let part_bytes = part_bytes.max(MIN_PART_BYTES);
         Self {
-            handle,
-            inner: BufWriter::with_capacity(store, path, part_bytes),
+            sink: Sink::Runtime {
+                handle,
+                inner: BufWriter::with_capacity(store, path, part_bytes),
+            },
             pending: Vec::new(),
             part_bytes,
         }
+    }
+
+    /// Writes `path` of a `file://` store directly on the calling thread (not a runtime
+    /// thread): see [`crate::local`].
+    pub fn local(
+        fs: &object_store::local::LocalFileSystem,
+        path: &ObjectPath,
+    ) -> std::io::Result<Self> {
+        let dest = fs.path_to_filesystem(path).map_err(std::io::Error::other)?;
+        Ok(Self {
+            sink: Sink::Local(crate::local::LocalFile::create(dest)?),
+            pending: Vec::with_capacity(LOCAL_WRITE_BYTES),
+            part_bytes: LOCAL_WRITE_BYTES,
+        })
     }
 
     fn hand_over(&mut self) -> std::io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let part = Bytes::from(std::mem::take(&mut self.pending));
-        self.handle
-            .block_on(self.inner.put(part))
-            .map_err(std::io::Error::other)
+        match &mut self.sink {
+            Sink::Runtime { handle, inner } => {
+                let part = Bytes::from(std::mem::take(&mut self.pending));
+                handle
+                    .block_on(inner.put(part))
+                    .map_err(std::io::Error::other)
+            }
+            Sink::Local(file) => {
+                file.write_all(&self.pending)?;
+                self.pending.clear();
+                Ok(())
+            }
+        }
     }
 
     /// Uploads what is left and completes the object.
     pub fn finish(mut self) -> std::io::Result<()> {
         self.hand_over()?;
-        let inner = &mut self.inner;
-        self.handle.block_on(inner.shutdown())
+        match self.sink {
+            Sink::Runtime { handle, mut inner } => handle.block_on(inner.shutdown()),
+            Sink::Local(file) => file.finish(),
+        }
     }
 
     /// Gives up, removing any parts already uploaded.
-    pub fn abort(mut self) {
-        let inner = &mut self.inner;
-        let _ = self.handle.block_on(inner.abort());
+    pub fn abort(self) {
+        match self.sink {
+            Sink::Runtime { handle, mut inner } => {
+                let _ = handle.block_on(inner.abort());
+            }
+            // Dropping it removes the staged file.
+            Sink::Local(file) => drop(file),
+        }
     }
 }
 

@@ -24,7 +24,7 @@ mod recovery;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,6 +172,13 @@ impl Segments {
 
     /// Deletes every segment file with an id below `bound` (never the active one): their
     /// entries are no longer needed. Returns how many files and bytes were freed.
+    ///
+    /// Each file is renamed out of the log first, then shrunk [`RELEASE_STEP_BYTES`] at a time
+    /// with a short pause between steps, then unlinked: freeing a whole file in one go makes the
+    /// filesystem release (and, mounted with `discard`, trim) all its blocks in one journal
+    /// commit, which every concurrent `fdatasync` of the writer waits for (~20 ms for 512 MiB
+    /// on ext4 here; under 2 ms in steps). Takes a few milliseconds per step: call it off the
+    /// async runtime.
     pub fn release_below(&self, bound: u64) -> Result<(usize, u64), WalError> {
         let bound = bound.min(self.active_segment());
         let gone: Vec<(u64, Arc<File>)> = {
@@ -180,21 +187,23 @@ impl Segments {
             std::mem::replace(&mut *files, keep).into_iter().collect()
         };
         let mut freed = 0u64;
-        for (id, file) in &gone {
+        for (id, file) in gone.iter() {
             let path = segment_path(&self.dir, *id);
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-            match std::fs::remove_file(&path) {
+            let doomed = released_path(&self.dir, *id);
+            match std::fs::rename(&path, &doomed) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(WalError::io(&path, e)),
             }
+            remove_gently(&doomed).map_err(|e| WalError::io(&doomed, e))?;
             freed += len;
+            self.disk_bytes
+                .fetch_sub(len.min(self.disk_bytes()), Ordering::SeqCst);
         }
         // No directory fsync: a crash that brings a released segment back only makes recovery
         // read entries its caller already holds elsewhere, and an fsync here would force a
         // journal commit that stalls the writer's fdatasyncs on ext4.
-        self.disk_bytes
-            .fetch_sub(freed.min(self.disk_bytes()), Ordering::SeqCst);
         Ok((gone.len(), freed))
     }
 
@@ -261,6 +270,32 @@ impl Segments {
 /// Path of segment `id` in `dir`.
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal"))
+}
+
+/// Name a released segment has while it is being removed; recovery deletes any it finds.
+fn released_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}{RELEASED_SUFFIX}"))
+}
+
+const RELEASED_SUFFIX: &str = ".wal.released";
+
+/// Bytes a released file shrinks by in one step.
+pub const RELEASE_STEP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Pause between two steps, long enough for a journal commit to come between them.
+const RELEASE_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Truncates `path` from its end in steps, then unlinks it.
+fn remove_gently(path: &Path) -> std::io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    let mut len = file.metadata()?.len();
+    while len > RELEASE_STEP_BYTES {
+        len -= RELEASE_STEP_BYTES;
+        file.set_len(len)?;
+        std::thread::sleep(RELEASE_STEP_PAUSE);
+    }
+    drop(file);
+    std::fs::remove_file(path)
 }
 
 /// A handle to the running log. Dropping every clone of the sender stops the thread after it

@@ -8,7 +8,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::{
-    segment_path, EntryMeta, Position, Segments, WalError, ENTRY_HEADER_LEN, SEGMENT_MAGIC,
+    segment_path, EntryMeta, Position, Segments, WalError, ENTRY_HEADER_LEN, RELEASED_SUFFIX,
+    SEGMENT_MAGIC,
 };
 
 /// What recovery found.
@@ -86,13 +87,19 @@ fn scan(id: u64, data: &[u8]) -> (Vec<(EntryMeta, Position)>, BadEntry) {
 }
 
 pub(crate) fn recover(dir: &Path, segments: &Segments) -> Result<Recovered, WalError> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| WalError::io(dir, e))?
         .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_suffix(".wal")?.parse::<u64>().ok()
-        })
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    // A release interrupted by a crash: those entries were archived already.
+    for name in names.iter().filter(|n| n.ends_with(RELEASED_SUFFIX)) {
+        let path = dir.join(name);
+        std::fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+    }
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|name| name.strip_suffix(".wal")?.parse::<u64>().ok())
         .collect();
     ids.sort_unstable();
     let mut rec = Recovered::default();

@@ -233,8 +233,13 @@ fn released_segments_are_deleted_and_stay_gone_after_reopen() {
     );
     drop(wal);
 
+    // A release cut short by a crash leaves a renamed file behind; recovery removes it and
+    // never reads it.
+    let leftover = dir.path().join(format!("{:020}{RELEASED_SUFFIX}", 0));
+    std::fs::write(&leftover, b"garbage that is no segment").unwrap();
     // Recovery starts from what is left.
     let (wal, rec) = Wal::open(config(dir.path()), Arc::new(Recorder::default())).unwrap();
+    assert!(!leftover.exists(), "interrupted release finished at open");
     assert!(rec.entries.iter().all(|(_, p)| p.segment == active));
     assert_eq!(rec.entries.last().map(|e| e.0), Some(meta(199)));
     assert!(rec.next_segment > active);
@@ -260,4 +265,35 @@ fn segments_stay_near_their_size_even_when_groups_are_large() {
             "a segment of {len} bytes for a 4096-byte setting"
         );
     }
+}
+
+#[test]
+fn a_segment_larger_than_a_release_step_is_removed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.segment_bytes = 3 * RELEASE_STEP_BYTES;
+    let (wal, _) = Wal::open(cfg, Arc::new(Recorder::default())).unwrap();
+    let sizes = vec![1 << 20; 40];
+    let positions = append_all(&wal, &sizes, Durability::Synced);
+    let segs = wal.segments();
+    assert!(
+        positions.last().unwrap().segment >= 1,
+        "rolled at least once"
+    );
+    let first_len = std::fs::metadata(segment_path(dir.path(), 0))
+        .unwrap()
+        .len();
+    assert!(first_len > 2 * RELEASE_STEP_BYTES);
+    let (n, freed) = segs.release_below(1).unwrap();
+    assert_eq!((n, freed), (1, first_len));
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.ends_with(".wal"))
+            && !names.contains(&"00000000000000000000.wal".into()),
+        "{names:?}"
+    );
+    assert_eq!(segs.read(&positions[39]).unwrap(), payload(39, sizes[39]));
 }
