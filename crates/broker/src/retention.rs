@@ -127,8 +127,29 @@ impl Broker {
     pub async fn delete_objects(&self, segments: &[SegmentEntry]) {
         for s in segments {
             let path = ObjectPath::from(s.path.as_str());
-            match self.object_store.store.delete(&path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+            let deleted = match &self.object_store.local {
+                // A local segment shares the WAL's disk: removed in steps, as released WAL is.
+                Some(fs) => match fs.path_to_filesystem(&path) {
+                    Ok(file) => tokio::task::spawn_blocking(move || {
+                        match sediment_wal::remove_in_steps(&file) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                Err(e.to_string())
+                            }
+                            _ => Ok(()),
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => match self.object_store.store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+            };
+            match deleted {
+                Ok(()) => {
                     self.metrics.segments_deleted.inc();
                 }
                 Err(e) => {

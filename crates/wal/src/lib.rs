@@ -196,7 +196,7 @@ impl Segments {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(WalError::io(&path, e)),
             }
-            remove_gently(&doomed).map_err(|e| WalError::io(&doomed, e))?;
+            remove_in_steps(&doomed).map_err(|e| WalError::io(&doomed, e))?;
             freed += len;
             self.disk_bytes
                 .fetch_sub(len.min(self.disk_bytes()), Ordering::SeqCst);
@@ -285,8 +285,10 @@ pub const RELEASE_STEP_BYTES: u64 = 8 * 1024 * 1024;
 /// Pause between two steps, long enough for a journal commit to come between them.
 const RELEASE_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// Truncates `path` from its end in steps, then unlinks it.
-fn remove_gently(path: &Path) -> std::io::Result<()> {
+/// Truncates `path` from its end in steps of [`RELEASE_STEP_BYTES`], pausing between them,
+/// then unlinks it: removing a large file this way keeps the journal commits it causes small
+/// (see [`Segments::release_below`]). Blocks for about a millisecond per step.
+pub fn remove_in_steps(path: &Path) -> std::io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     let mut len = file.metadata()?.len();
     while len > RELEASE_STEP_BYTES {
