@@ -31,6 +31,7 @@ pub struct Metrics {
     pub wal_released_bytes: Counter,
     pub archive_read_bytes: Counter,
     pub archive_cache_misses: Counter,
+    pub archive_gets: Counter,
     pub segments_deleted: Counter,
     pub produce_backpressure: Counter,
     registry: Registry,
@@ -57,6 +58,7 @@ impl Default for Metrics {
             wal_released_bytes: Counter::default(),
             archive_read_bytes: Counter::default(),
             archive_cache_misses: Counter::default(),
+            archive_gets: Counter::default(),
             segments_deleted: Counter::default(),
             produce_backpressure: Counter::default(),
             registry: Registry::default(),
@@ -136,6 +138,11 @@ impl Default for Metrics {
             "archive_cache_misses",
             "Archive row groups read from object storage (not from the cache)",
             m.archive_cache_misses.clone(),
+        );
+        registry.register(
+            "archive_gets",
+            "Ranged GETs of segment data issued by archive reads (footers not counted)",
+            m.archive_gets.clone(),
         );
         registry.register(
             "segments_deleted",
