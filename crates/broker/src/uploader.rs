@@ -125,15 +125,21 @@ impl Broker {
         Ok(())
     }
 
-    /// Runs the uploader until shutdown, checking every `tick`.
+    /// Runs the uploader until shutdown, checking every `tick`, and at once again after a
+    /// pass that uploaded something: while producers outrun it, it never idles.
     pub async fn run_uploader(self: Arc<Self>, tick: Duration) {
         let mut stop = self.shutdown_signal();
+        let mut busy = false;
         loop {
-            tokio::select! {
-                _ = wait_stopped(&mut stop) => return,
-                _ = tokio::time::sleep(tick) => {}
+            if !busy {
+                tokio::select! {
+                    _ = wait_stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(tick) => {}
+                }
+            } else if *stop.borrow() {
+                return;
             }
-            self.upload_due(false).await;
+            busy = self.upload_due(false).await > 0;
         }
     }
 
