@@ -255,6 +255,7 @@ impl Archive {
     /// chunks are already on their way and later GETs stay large).
     async fn read_ahead(&self, topic_id: Uuid, segments: Arc<Vec<SegmentEntry>>, from: Cursor) {
         let mut runs: Vec<Run> = Vec::new();
+        let mut promote: Vec<String> = Vec::new();
         let (mut i, mut rg) = (from.segment, from.row_group + 1);
         let mut seen = 0usize;
         // Chunks looked at: the window, plus what the last run may take beyond it.
@@ -277,7 +278,12 @@ impl Archive {
             let Ok(ranges) = segment::row_group_ranges(&meta, rg) else {
                 break;
             };
-            let missing = !self.chunks.contains(&key) && self.schedule(&key);
+            let cached = self.chunks.contains(&key);
+            if in_window && cached && !self.chunks.memory().contains(&key) && self.schedule(&key) {
+                // On the disk tier: loaded into memory ahead of the reader, in parallel.
+                promote.push(key.clone());
+            }
+            let missing = !cached && self.schedule(&key);
             let span = span_of(&ranges);
             let extends = runs.last().is_some_and(|r| {
                 r.open && r.segment == i && span.end.saturating_sub(r.span.start) <= RUN_BYTES
@@ -318,7 +324,18 @@ impl Archive {
             rg += 1;
         }
         let loads = runs.into_iter().map(|r| self.load_run(r));
-        futures::future::join_all(loads).await;
+        let promotes = promote.iter().map(|k| self.chunks.get(k));
+        let (_, promoted) = futures::future::join(
+            futures::future::join_all(loads),
+            futures::future::join_all(promotes),
+        )
+        .await;
+        for r in promoted {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "loading a chunk from the disk cache failed");
+            }
+        }
+        self.unschedule(&promote);
     }
 
     /// Marks a chunk as being fetched by a read-ahead; false if one already is.
