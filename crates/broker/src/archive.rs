@@ -115,6 +115,11 @@ impl Archive {
             .build()
             .await
             .map_err(|e| format!("building the archive cache: {e}"))?;
+        tracing::info!(
+            memory_bytes = config.cache_memory_bytes,
+            disk_bytes = config.cache_disk_bytes,
+            "archive read cache"
+        );
         let footers = CacheBuilder::new(64 * 1024 * 1024)
             .with_weighter(|k: &String, v: &Arc<ParquetMetaData>| k.len() + v.memory_size())
             .build();

@@ -71,7 +71,8 @@ pub struct ServeArgs {
     /// Size at which the WAL starts a new segment file [default: 67108864]
     #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
-    /// Memory for the archive read cache (bytes).
+    /// Memory for the archive read cache (bytes) [default: a quarter of the machine's or the
+    /// container's memory, at least 268435456]
     #[arg(long, env = "SEDIMENT_CACHE_MEMORY_BYTES")]
     pub cache_memory_bytes: Option<usize>,
     /// Local disk for the archive read cache (bytes; below 64 MiB, memory only).
@@ -250,7 +251,7 @@ impl Settings {
             cache_memory_bytes: args
                 .cache_memory_bytes
                 .or(file.cache_memory_bytes)
-                .unwrap_or(256 * 1024 * 1024),
+                .unwrap_or_else(default_cache_memory_bytes),
             cache_disk_bytes: args
                 .cache_disk_bytes
                 .or(file.cache_disk_bytes)
@@ -312,6 +313,33 @@ impl Settings {
     }
 }
 
+/// Default memory of the archive cache: a quarter of the memory this process may use (the
+/// machine's, or its cgroup's limit when lower), at least 256 MiB. The WAL tail is read through
+/// the page cache, which gets the rest.
+pub fn default_cache_memory_bytes() -> usize {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    cache_memory_for(meminfo.as_deref(), cgroup.as_deref())
+}
+
+fn cache_memory_for(meminfo: Option<&str>, cgroup_max: Option<&str>) -> usize {
+    const FLOOR: u64 = 256 * 1024 * 1024;
+    let total = meminfo.and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|kb| kb.trim().parse::<u64>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    });
+    // "max" (no limit) does not parse and is ignored.
+    let limit = cgroup_max.and_then(|c| c.trim().parse::<u64>().ok());
+    let usable = match (total, limit) {
+        (Some(t), Some(l)) => t.min(l),
+        (t, l) => t.or(l).unwrap_or(0),
+    };
+    usize::try_from((usable / 4).max(FLOOR)).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,7 +382,11 @@ mod tests {
             (1 << 20, -1, 5000)
         );
         assert_eq!(s.cache_disk_bytes, 0);
-        assert_eq!(s.cache_memory_bytes, 256 * 1024 * 1024, "default kept");
+        assert_eq!(
+            s.cache_memory_bytes,
+            default_cache_memory_bytes(),
+            "default kept"
+        );
         // The store builds from them (no request is made until it is used).
         assert!(sediment_storage::from_url_with("s3://bucket/archive", &s.s3).is_ok());
         assert!(Settings::resolve(ServeArgs {
@@ -390,5 +422,26 @@ mod tests {
             ..Default::default()
         });
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn cache_memory_defaults_to_a_quarter_of_usable_memory() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  1000 kB\n";
+        let gib = 1024 * 1024 * 1024;
+        assert_eq!(cache_memory_for(Some(meminfo), None), 24576000 * 1024 / 4);
+        assert_eq!(
+            cache_memory_for(Some(meminfo), Some("max\n")),
+            24576000 * 1024 / 4
+        );
+        assert_eq!(
+            cache_memory_for(Some(meminfo), Some("4294967296\n")),
+            gib,
+            "a container's limit wins"
+        );
+        assert_eq!(cache_memory_for(None, None), 256 * 1024 * 1024, "floor");
+        assert_eq!(
+            cache_memory_for(Some("MemTotal: 524288 kB\n"), None),
+            256 * 1024 * 1024
+        );
     }
 }
