@@ -129,7 +129,7 @@ impl Broker {
             let path = ObjectPath::from(s.path.as_str());
             let deleted = match &self.object_store.local {
                 // A local segment shares the WAL's disk: removed in steps, as released WAL is.
-                Some(fs) => match fs.path_to_filesystem(&path) {
+                Some(local) => match local.fs.path_to_filesystem(&path) {
                     Ok(file) => tokio::task::spawn_blocking(move || {
                         match sediment_wal::remove_in_steps(&file) {
                             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -128,6 +128,7 @@ impl Broker {
     /// Runs the uploader until shutdown, checking every `tick`, and at once again after a
     /// pass that uploaded something: while producers outrun it, it never idles.
     pub async fn run_uploader(self: Arc<Self>, tick: Duration) {
+        self.remove_staging_leftovers().await;
         let mut stop = self.shutdown_signal();
         let mut busy = false;
         loop {
@@ -140,6 +141,25 @@ impl Broker {
                 return;
             }
             busy = self.upload_due(false).await > 0;
+        }
+    }
+
+    /// Removes the staging files of local segment writes that a crash cut short (before the
+    /// first upload, so none is being written).
+    async fn remove_staging_leftovers(&self) {
+        let Some(local) = &self.object_store.local else {
+            return;
+        };
+        let root = local.root.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            sediment_storage::local::remove_staging_leftovers(&root)
+        })
+        .await;
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(files = n, "removed unfinished local segment files"),
+            Ok(Err(e)) => warn!(error = %e, "looking for unfinished local segment files failed"),
+            Err(e) => warn!(error = %e, "looking for unfinished local segment files failed"),
         }
     }
 
@@ -365,7 +385,7 @@ impl Broker {
             .run(move || {
                 // Local files are written by this thread itself, at its low priority.
                 let out = match &local {
-                    Some(fs) => ObjectWrite::local(fs, &target).map_err(|e| e.to_string())?,
+                    Some(l) => ObjectWrite::local(&l.fs, &target).map_err(|e| e.to_string())?,
                     None => ObjectWrite::new(handle, store, target, part_bytes),
                 };
                 let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())

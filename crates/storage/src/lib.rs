@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-mod local;
+pub mod local;
 pub mod segment;
 
 use object_store::local::LocalFileSystem;
@@ -40,7 +40,14 @@ pub struct Store {
     pub url: String,
     /// The same store when it is a `file://` directory: segments are written to it directly
     /// ([`segment::ObjectWrite::local`]).
-    pub local: Option<Arc<LocalFileSystem>>,
+    pub local: Option<LocalStore>,
+}
+
+/// A `file://` store's filesystem and root directory.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    pub fs: Arc<LocalFileSystem>,
+    pub root: std::path::PathBuf,
 }
 
 /// S3 settings from a config file, under the names AWS tools use (`aws_endpoint_url`, ...). The
@@ -90,7 +97,7 @@ pub fn from_url_with(url: &str, s3_settings: &S3Settings) -> Result<Store, Stora
                 store: fs.clone(),
                 prefix: ObjectPath::default(),
                 url: url.into(),
-                local: Some(fs),
+                local: Some(LocalStore { fs, root: path }),
             })
         }
         "s3" => s3(&parsed, url, s3_settings),

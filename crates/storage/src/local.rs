@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes handed to the disk at a time.
@@ -40,9 +40,7 @@ impl LocalFile {
         }
         loop {
             let n = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
-            let mut name = dest.clone().into_os_string();
-            name.push(format!("#{n}"));
-            let staging = PathBuf::from(name);
+            let staging = staging_path(&dest, n);
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -110,6 +108,47 @@ impl LocalFile {
     }
 }
 
+/// `.<name>#<n>` beside `dest`: hidden from Spark and Hadoop (a leading dot), from
+/// `LocalFileSystem` listings (`#` and digits) and from `*.parquet` globs.
+fn staging_path(dest: &Path, n: u64) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(dest.file_name().unwrap_or_default());
+    name.push(format!("#{n}"));
+    dest.with_file_name(name)
+}
+
+fn is_staging(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the staging files a crash left under `root` (call it before any writer starts);
+/// returns how many.
+pub fn remove_staging_leftovers(root: &Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() && entry.file_name().to_str().is_some_and(is_staging) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
 impl Drop for LocalFile {
     fn drop(&mut self) {
         if !self.done {
@@ -150,7 +189,10 @@ mod tests {
             .collect();
         assert_eq!(staged.len(), 1);
         let name = staged[0].file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with("seg.parquet#"), "{name}");
+        assert!(
+            name.starts_with(".seg.parquet#") && is_staging(name),
+            "{name}"
+        );
         f.finish().unwrap();
         let data = std::fs::read(&dest).unwrap();
         assert_eq!(data.len(), 10_000_030);
@@ -165,5 +207,34 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, vec![std::ffi::OsString::from("seg.parquet")]);
+    }
+
+    #[test]
+    fn staging_leftovers_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("topics/t/partition=0");
+        std::fs::create_dir_all(&deep).unwrap();
+        for name in [
+            ".a.parquet#12",
+            "b.parquet",
+            ".hidden",
+            "c.parquet#x",
+            ".d#",
+        ] {
+            std::fs::write(deep.join(name), b"x").unwrap();
+        }
+        std::fs::write(dir.path().join(".e.parquet#3"), b"x").unwrap();
+        assert_eq!(remove_staging_leftovers(dir.path()).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&deep)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".d#", ".hidden", "b.parquet", "c.parquet#x"]);
+        assert!(!dir.path().join(".e.parquet#3").exists());
+        assert_eq!(
+            remove_staging_leftovers(&dir.path().join("missing")).unwrap(),
+            0
+        );
     }
 }
