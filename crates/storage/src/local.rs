@@ -8,7 +8,7 @@
 //! 200 MiB/s). Here the file is written by the caller (a low-priority encoder thread), and every
 //! [`WRITEBACK_STEP`] bytes are handed to the disk with `sync_file_range`, waiting for the step
 //! before, so at most two steps are ever dirty and the writer goes at the disk's pace. The file
-//! is staged under a name `LocalFileSystem` ignores (`<name>#<n>`), fsynced, renamed into place,
+//! is staged under a hidden name (`.<name>#<n>`), fsynced, renamed into place,
 //! and its directory fsynced: a segment is durable before its WAL is released.
 
 use std::fs::{File, OpenOptions};
