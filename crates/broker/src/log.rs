@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use sediment_meta::{SegmentEntry, TopicMeta};
 use sediment_wal::{EntryMeta, Position, Sink};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tracing::warn;
 use uuid::Uuid;
 
@@ -182,6 +181,18 @@ impl PartitionState {
 #[derive(Debug, Default)]
 pub struct Partition {
     pub state: Mutex<PartitionState>,
+    /// Woken (`notify_waiters`) when the high watermark moves or the partition goes away;
+    /// long-polling fetches and produce waits take a `notified()` before they look.
+    pub changed: tokio::sync::Notify,
+}
+
+impl Topic {
+    /// Wakes everything waiting on this topic's partitions.
+    pub fn wake_all(&self) {
+        for p in &self.partitions {
+            p.changed.notify_waiters();
+        }
+    }
 }
 
 /// A topic and its partitions.
@@ -205,18 +216,14 @@ impl Topic {
 pub struct Registry {
     by_name: RwLock<HashMap<String, Arc<Topic>>>,
     by_id: RwLock<HashMap<Uuid, Arc<Topic>>>,
-    /// Bumped each time any high watermark moves; long-polling fetches wait on it.
-    hw_changed: watch::Sender<u64>,
     metrics: Arc<Metrics>,
 }
 
 impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        let (hw_changed, _) = watch::channel(0);
         Self {
             by_name: RwLock::default(),
             by_id: RwLock::default(),
-            hw_changed,
             metrics,
         }
     }
@@ -251,6 +258,7 @@ impl Registry {
         });
         if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {
             by_id.remove(&old.meta.id);
+            old.wake_all();
         }
         by_id.insert(topic.meta.id, topic.clone());
         topic
@@ -262,7 +270,7 @@ impl Registry {
             by_id.remove(&removed.meta.id);
         }
         // Wake long polls so they notice the topic is gone.
-        self.hw_changed.send_modify(|v| *v += 1);
+        removed.wake_all();
         Some(removed)
     }
 
@@ -286,10 +294,6 @@ impl Registry {
 
     pub fn topic_count(&self) -> usize {
         self.by_name.read().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn hw_watch(&self) -> watch::Receiver<u64> {
-        self.hw_changed.subscribe()
     }
 
     fn partition_of(&self, meta: &EntryMeta) -> Option<Arc<Partition>> {
@@ -494,6 +498,8 @@ impl Sink for Registry {
     }
 
     fn synced(&self, entries: &[(EntryMeta, Position)]) {
+        // Each partition whose high watermark moved is woken once, after its lock is released.
+        let mut moved: Vec<Arc<Partition>> = Vec::new();
         for (meta, _) in entries {
             let Some(p) = self.partition_of(meta) else {
                 continue;
@@ -505,9 +511,72 @@ impl Sink for Registry {
                 if st.pending_since.is_none() && end > st.uploaded_end {
                     st.pending_since = Some(std::time::Instant::now());
                 }
+                drop(st);
+                if !moved.iter().any(|m| Arc::ptr_eq(m, &p)) {
+                    moved.push(p);
+                }
             }
         }
         self.metrics.wal_syncs.inc();
-        self.hw_changed.send_modify(|v| *v += 1);
+        for p in moved {
+            p.changed.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn topic(registry: &Registry, name: &str, id: u128) -> Arc<Topic> {
+        registry.upsert_topic(TopicMeta {
+            name: name.into(),
+            id: Uuid::from_u128(id),
+            partitions: 2,
+            configs: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_sync_wakes_only_the_partitions_whose_high_watermark_moved() {
+        let registry = Registry::new(Arc::new(Metrics::default()));
+        let a = topic(&registry, "a", 1);
+        let b = topic(&registry, "b", 2);
+        let mut a0 = Box::pin(a.partitions[0].changed.notified());
+        let mut a1 = Box::pin(a.partitions[1].changed.notified());
+        let mut b0 = Box::pin(b.partitions[0].changed.notified());
+        let entry = EntryMeta {
+            topic_id: a.meta.id,
+            partition: 0,
+            leader_epoch: 0,
+            base_offset: 0,
+            record_count: 3,
+            max_timestamp: 0,
+        };
+        let pos = Position {
+            segment: 0,
+            offset: 0,
+            len: 10,
+        };
+        registry.synced(&[(entry, pos), (entry, pos)]);
+        assert!(a0.as_mut().now_or_never().is_some(), "a-0 moved: woken");
+        assert!(a1.as_mut().now_or_never().is_none(), "a-1 did not move");
+        assert!(b0.as_mut().now_or_never().is_none(), "b-0 did not move");
+        assert_eq!(
+            a.partitions[0].state.lock().unwrap().high_watermark,
+            3,
+            "high watermark advanced"
+        );
+
+        // The same sync again moves nothing and wakes nobody.
+        let mut again = Box::pin(a.partitions[0].changed.notified());
+        registry.synced(&[(entry, pos)]);
+        assert!(again.as_mut().now_or_never().is_none());
+
+        // Deleting a topic wakes its waiters, so long polls notice it is gone.
+        registry.remove_topic("b");
+        assert!(b0.as_mut().now_or_never().is_some());
+        assert!(a1.as_mut().now_or_never().is_none());
     }
 }

@@ -234,6 +234,30 @@ async fn read_now(
     (resp, total, has_error)
 }
 
+/// The partitions a fetch names that exist.
+fn requested_partitions(
+    broker: &Broker,
+    version: i16,
+    req: &FetchRequest,
+) -> Vec<Arc<crate::log::Partition>> {
+    let mut out = Vec::new();
+    for ft in &req.topics {
+        let topic = if version >= 13 {
+            broker.registry.topic_by_id(&ft.topic_id)
+        } else {
+            broker.registry.topic(ft.topic.as_str())
+        };
+        if let Some(t) = topic {
+            out.extend(
+                ft.partitions
+                    .iter()
+                    .filter_map(|fp| t.partition(fp.partition).cloned()),
+            );
+        }
+    }
+    out
+}
+
 pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -> Reply {
     let broker = broker.clone();
     let req = Arc::new(req);
@@ -241,17 +265,22 @@ pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -
         let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
         let deadline = Instant::now() + wait;
         let min_bytes = req.min_bytes.max(0) as usize;
-        let mut hw = broker.registry.hw_watch();
         let mut stop = broker.shutdown_signal();
         loop {
-            hw.borrow_and_update();
+            // Registered before reading, so a high watermark that moves in between still
+            // wakes this poll. Only the partitions asked for wake it.
+            let partitions = requested_partitions(&broker, version, &req);
+            let wakes: Vec<_> = partitions
+                .iter()
+                .map(|p| Box::pin(p.changed.notified()))
+                .collect();
             let (resp, bytes, has_error) = read_now(&broker, version, &req).await;
             let done = bytes >= min_bytes || has_error || Instant::now() >= deadline;
-            if done || *stop.borrow() {
+            if done || *stop.borrow() || wakes.is_empty() {
                 return encode(cid, version, &resp);
             }
             tokio::select! {
-                changed = hw.changed() => if changed.is_err() { return encode(cid, version, &resp) },
+                _ = futures::future::select_all(wakes) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = crate::wait_stopped(&mut stop) => {}
             }

@@ -257,7 +257,6 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
             Reply::Nothing
         };
     }
-    let broker = broker.clone();
     let fut = async move {
         let mut resp = ProduceResponse::default();
         for (name, parts) in topics {
@@ -282,7 +281,7 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                     } => {
                         pr.base_offset = base_offset;
                         pr.log_start_offset = log_start_offset;
-                        if !wait_durable(&broker, &partition, end_offset).await {
+                        if !wait_durable(&partition, end_offset).await {
                             pr.error_code = ResponseError::RequestTimedOut.code();
                             pr.base_offset = -1;
                         }
@@ -322,11 +321,10 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
 }
 
 /// Waits (up to 30 s) until `partition`'s high watermark covers `end_offset`.
-async fn wait_durable(broker: &Broker, partition: &crate::log::Partition, end_offset: i64) -> bool {
-    let mut hw = broker.registry.hw_watch();
+async fn wait_durable(partition: &crate::log::Partition, end_offset: i64) -> bool {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        hw.borrow_and_update();
+        let moved = partition.changed.notified();
         let reached = partition
             .state
             .lock()
@@ -336,7 +334,7 @@ async fn wait_durable(broker: &Broker, partition: &crate::log::Partition, end_of
             return true;
         }
         tokio::select! {
-            changed = hw.changed() => if changed.is_err() { return false },
+            _ = moved => {}
             _ = tokio::time::sleep_until(deadline) => return false,
         }
     }
