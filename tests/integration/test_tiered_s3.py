@@ -222,6 +222,15 @@ def wal_dir_bytes(b) -> int:
     return sum(f.stat().st_size for f in wal.iterdir() if f.is_file())
 
 
+def s3_bucket(localstack, monkeypatch, tmp_path: Path, name: str) -> tuple[str, str, Bucket]:
+    """The shared LocalStack's bucket for one test: the AWS variables set for the brokers it
+    starts, a fresh key prefix, and a reader of the bucket."""
+    endpoint, bucket_name = localstack
+    set_aws_env(monkeypatch, endpoint)
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}"
+    return bucket_name, prefix, Bucket(endpoint, bucket_name, tmp_path / "objects")
+
+
 def tiered_broker(broker_factory, bucket: str, prefix: str, *args: str):
     # --wal-retain-bytes 0: archived WAL files are deleted at once (by default the broker keeps
     # up to 1 GiB of them for consumers near the tail), so reads below the WAL come from S3.
@@ -278,10 +287,7 @@ def consume_new_group(bootstrap: str, topic: str, ends: dict[int, int],
 @pytest.mark.timeout(600)  # the module's first LocalStack start may install it
 def test_produce_upload_release_wal_and_read_everything_back_from_s3(
         localstack, broker_factory, topic_name, monkeypatch, tmp_path):
-    endpoint, bucket_name = localstack
-    set_aws_env(monkeypatch, endpoint)
-    prefix = f"flow-{uuid.uuid4().hex[:8]}"
-    bucket = Bucket(endpoint, bucket_name, tmp_path / "objects")
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "flow")
     b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-ms", "300",
                       "--wal-segment-bytes", str(WAL_SEGMENT_BYTES))
     create_topic(b.bootstrap, topic_name, partitions=3)
@@ -363,10 +369,7 @@ def test_wal_files_stay_near_wal_segment_bytes_and_are_released_once_archived(
     """A burst of produce requests. --wal-segment-bytes is the size of a WAL file: like a Kafka
     log segment, a file may pass it by at most one record batch. A file far larger than that
     keeps archived data on local disk for as long as it is the active file (never released)."""
-    endpoint, bucket_name = localstack
-    set_aws_env(monkeypatch, endpoint)
-    prefix = f"walsize-{uuid.uuid4().hex[:8]}"
-    bucket = Bucket(endpoint, bucket_name, tmp_path / "objects")
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "walsize")
     b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-ms", "300",
                       "--wal-segment-bytes", str(WAL_SEGMENT_BYTES))
     create_topic(b.bootstrap, topic_name, partitions=3)
@@ -416,10 +419,7 @@ def test_wal_files_stay_near_wal_segment_bytes_and_are_released_once_archived(
 @pytest.mark.timeout(300)
 def test_a_segment_larger_than_the_part_size_is_a_multipart_upload_and_reads_back(
         localstack, broker_factory, topic_name, monkeypatch, tmp_path):
-    endpoint, bucket_name = localstack
-    set_aws_env(monkeypatch, endpoint)
-    prefix = f"big-{uuid.uuid4().hex[:8]}"
-    bucket = Bucket(endpoint, bucket_name, tmp_path / "objects")
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "big")
     # One segment is cut once 9 MiB wait (or 4 s after the last one): the 13 MiB burst below
     # gives one of 9-13 MiB.
     b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-bytes", str(9 * MiB),
@@ -479,10 +479,7 @@ def test_a_segment_larger_than_the_part_size_is_a_multipart_upload_and_reads_bac
 @pytest.mark.timeout(300)
 def test_retention_ms_deletes_old_segments_and_delete_records_moves_the_log_start(
         localstack, broker_factory, topic_name, monkeypatch, tmp_path):
-    endpoint, bucket_name = localstack
-    set_aws_env(monkeypatch, endpoint)
-    prefix = f"ret-{uuid.uuid4().hex[:8]}"
-    bucket = Bucket(endpoint, bucket_name, tmp_path / "objects")
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "ret")
     b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-ms", "200",
                       "--wal-segment-bytes", str(WAL_SEGMENT_BYTES), "--retention-check-ms", "200")
     create_topic(b.bootstrap, topic_name, partitions=2)
