@@ -4,8 +4,10 @@
   released its WAL files, check the objects in the bucket, then read everything back from
   offset 0 (which now lives only in the bucket) with confluent-kafka and kafka-python;
 - a segment larger than the multipart part size goes up as a multipart upload and reads back;
+- ListOffsets by timestamp answers from archived segments once the WAL is released;
 - retention.ms set with IncrementalAlterConfigs deletes the old segments' objects and moves
-  the log start; DeleteRecords moves it by hand;
+  the log start; DeleteRecords moves it by hand; retention.bytes given at CreateTopics keeps
+  only the newest segment;
 - LocalStack is stopped while producing: uploads fail, the WAL fills up to its budget and
   producers get KAFKA_STORAGE_ERROR; once LocalStack is back every acknowledged record is in
   the log exactly once, in order.
@@ -513,6 +515,23 @@ def test_retention_ms_deletes_old_segments_and_delete_records_moves_the_log_star
             [r[:4] for r in old[p]], f"partition {p}: the old segments do not hold the old records"
         assert [(bs, e) for bs, e, k in ranges[p] if k not in old_keys][0][0] == 300, ranges[p]
     assert watermarks_confluent(b.bootstrap, topic_name, [0, 1]) == {0: (0, 500), 1: (0, 500)}
+
+    # ListOffsets by timestamp over archived data (record i of a round has timestamp base + i):
+    # the WAL file that held offset 0 is gone, so the broker answers from the segment index and
+    # the row groups' timestamp statistics.
+    first_wal = b.data_dir / "wal" / f"{0:020d}.wal"
+    wait_until(lambda: not first_wal.exists(), 30, what=f"{first_wal} released")
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"ts-{uuid.uuid4().hex[:8]}"})
+    try:
+        for ts, want in [(now_ms - 3 * 3600 * 1000, 0), (now_ms - 2 * 3600 * 1000 + 150, 150),
+                         (now_ms - 3600 * 1000, 300), (now_ms + 350, 350), (now_ms + 1410, 410),
+                         (now_ms + 1500, -1)]:
+            for p in (0, 1):
+                (got,) = c.offsets_for_times([TopicPartition(topic_name, p, ts)], timeout=10)
+                assert got.error is None and got.offset == want, \
+                    f"partition {p}: offsets_for_times({ts - now_ms:+d} ms) = {got}, want {want}"
+    finally:
+        c.close()
     deleted_before = metric(b, "sediment_segments_deleted_total")
 
     admin = confluent_admin(b.bootstrap)
@@ -553,6 +572,43 @@ def test_retention_ms_deletes_old_segments_and_delete_records_moves_the_log_star
     got = read_confluent(b.bootstrap, topic_name, [0], start=-2,  # OFFSET_BEGINNING
                          ends={0: 500}, consumer_conf={"auto.offset.reset": "earliest"})
     assert as_tuples(got[0]) == [r for r in new[0] if r[1] >= cut]
+
+
+@pytest.mark.timeout(300)
+def test_retention_bytes_from_create_topics_keeps_only_the_newest_segment(
+        localstack, broker_factory, topic_name, monkeypatch, tmp_path):
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "retb")
+    b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-ms", "200",
+                      "--wal-segment-bytes", str(WAL_SEGMENT_BYTES), "--retention-check-ms", "200")
+    # retention.bytes=1: as on Kafka, a segment is deleted only while what stays still holds
+    # that many bytes, so every segment but the newest goes.
+    create_topic(b.bootstrap, topic_name, partitions=1, config={"retention.bytes": "1"})
+    admin = confluent_admin(b.bootstrap)
+    described = admin.describe_configs([ConfigResource(ResourceType.TOPIC, topic_name)])
+    (cfg,) = [f.result(timeout=30) for f in described.values()]
+    assert cfg["retention.bytes"].value == "1"
+    producer = confluent_producer(b.bootstrap)
+    deleted_before = metric(b, "sediment_segments_deleted_total")
+    produced = []
+    for r in range(3):
+        msgs = [{"key": f"r{r}-{i}".encode(), "value": f"round {r} record {i}".encode() * 10,
+                 "partition": 0} for i in range(200)]
+        produced += expected_from(produce_confluent(producer, topic_name, msgs), msgs)[0]
+        wait_archived_to(bucket, prefix, topic_name, {0: 200 * (r + 1)})
+    assert [r[1] for r in produced] == list(range(600))
+
+    def only_newest_left():
+        segs = segments_of(bucket, prefix, topic_name).get(0, [])
+        low, high = watermarks_confluent(b.bootstrap, topic_name, [0])[0]
+        return len(segs) == 1 and low == segs[0][0] and high == 600 and (segs[0][0], low)
+
+    base, low = wait_until(only_newest_left, 30, interval=0.3,
+                           what="every segment but the newest deleted, the log start at its base")
+    assert 0 < base < 600
+    assert metric(b, "sediment_segments_deleted_total") - deleted_before >= 2
+    got = read_confluent(b.bootstrap, topic_name, [0], start=-2,  # OFFSET_BEGINNING
+                         ends={0: 600}, consumer_conf={"auto.offset.reset": "earliest"})
+    assert as_tuples(got[0]) == produced[low:]
 
 
 # ------------------------------------------------------------------ 3. S3 outage
