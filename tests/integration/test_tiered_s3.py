@@ -8,6 +8,7 @@
 - retention.ms set with IncrementalAlterConfigs deletes the old segments' objects and moves
   the log start; DeleteRecords moves it by hand; retention.bytes given at CreateTopics keeps
   only the newest segment;
+- the S3 settings work from the TOML config file alone, with no AWS_* variables;
 - LocalStack is stopped while producing: uploads fail, the WAL fills up to its budget and
   producers get KAFKA_STORAGE_ERROR; once LocalStack is back every acknowledged record is in
   the log exactly once, in order.
@@ -609,6 +610,46 @@ def test_retention_bytes_from_create_topics_keeps_only_the_newest_segment(
     got = read_confluent(b.bootstrap, topic_name, [0], start=-2,  # OFFSET_BEGINNING
                          ends={0: 600}, consumer_conf={"auto.offset.reset": "earliest"})
     assert as_tuples(got[0]) == produced[low:]
+
+
+@pytest.mark.timeout(300)
+def test_s3_settings_from_the_config_file_alone(localstack, broker_factory, topic_name,
+                                                monkeypatch, tmp_path):
+    """The object store URL and the S3 keys under their AWS names in the TOML file, with no
+    AWS_* variable in the broker's environment: it archives to LocalStack and reads back."""
+    endpoint, bucket_name = localstack
+    for k in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(k)
+    prefix = f"cfg-{uuid.uuid4().hex[:8]}"
+    bucket = Bucket(endpoint, bucket_name, tmp_path / "objects")
+    config = tmp_path / "sediment.toml"
+    config.write_text(
+        f'object_store = "s3://{bucket_name}/{prefix}"\n'
+        f'aws_endpoint_url = "{endpoint}"\n'
+        'aws_region = "us-east-1"\n'
+        'aws_access_key_id = "test"\n'
+        'aws_secret_access_key = "test"\n'
+        'aws_allow_http = true\n'
+        'segment_ms = 200\n'
+        'wal_retain_bytes = 0\n'
+        f'wal_segment_bytes = {WAL_SEGMENT_BYTES}\n')
+    b = broker_factory(extra_args=["--config", str(config)])
+    create_topic(b.bootstrap, topic_name, partitions=1)
+    # ~1.2 MB in four rounds (four flushes), so the WAL rolls past its first file.
+    msgs = [{"key": f"k{i}".encode(), "value": f"value {i:04d} ".encode() * 60, "partition": 0}
+            for i in range(2000)]
+    producer = confluent_producer(b.bootstrap)
+    deliveries = []
+    for lo in range(0, len(msgs), 500):
+        for d in produce_confluent(producer, topic_name, msgs[lo:lo + 500]):
+            d.index += lo
+            deliveries.append(d)
+    expected = expected_from(deliveries, msgs)
+    wait_archived_to(bucket, prefix, topic_name, {0: 2000})
+    first_wal = b.data_dir / "wal" / f"{0:020d}.wal"
+    wait_until(lambda: not first_wal.exists(), 30, what=f"{first_wal} released")
+    got = read_confluent(b.bootstrap, topic_name, [0], start=0)
+    assert as_tuples(got[0]) == expected[0]
 
 
 # ------------------------------------------------------------------ 3. S3 outage
