@@ -512,12 +512,13 @@ impl Sink for Registry {
                     st.pending_since = Some(std::time::Instant::now());
                 }
                 drop(st);
-                if !moved.iter().any(|m| Arc::ptr_eq(m, &p)) {
-                    moved.push(p);
-                }
+                moved.push(p);
             }
         }
         self.metrics.wal_syncs.inc();
+        // A group holds many batches of one partition: wake each once.
+        moved.sort_unstable_by_key(Arc::as_ptr);
+        moved.dedup_by(|a, b| Arc::ptr_eq(a, b));
         for p in moved {
             p.changed.notify_waiters();
         }
