@@ -484,18 +484,19 @@ mod tests {
         stamp(&b, 4 * i, 0)
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sequential_read_gets_every_batch_with_few_large_gets() {
-        let dir = tempfile::tempdir().unwrap();
+    const TOPIC: Uuid = Uuid::from_u128(9);
+
+    /// A segment of 400 batches (offsets 0..1600) in row groups of ~64 KiB (100 of them) in an
+    /// in-memory store.
+    async fn stored_segment() -> (Arc<dyn ObjectStore>, SegmentEntry, Vec<Bytes>) {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let batches: Vec<Bytes> = (0..400).map(batch).collect();
         let meta = SegmentMeta {
             topic: "t".into(),
-            topic_id: Uuid::from_u128(9),
+            topic_id: TOPIC,
             partition: 0,
             leader_epoch: 0,
         };
-        // Row groups of ~64 KiB: 100 of them, 1.6 MB of segment.
         let opts = WriteOptions {
             row_group_bytes: 64 * 1024,
             ..WriteOptions::default()
@@ -515,26 +516,18 @@ mod tests {
             leader_epoch: 0,
             path: path.into(),
         };
-        let mut config = BrokerConfig::new(dir.path());
-        config.cache_disk_bytes = 0;
-        config.readahead_chunks = 8;
-        let metrics = Arc::new(Metrics::default());
-        let archive = Arc::new(
-            Archive::open(&config, store, metrics.clone())
-                .await
-                .unwrap(),
-        );
-        let footer = archive.footer(meta.topic_id, &seg).await.unwrap();
-        let row_groups = footer.num_row_groups();
-        assert!(row_groups >= 90, "{row_groups} row groups");
+        (store, seg, batches)
+    }
 
-        let segments = Arc::new(vec![seg]);
+    /// Every batch of `seg` read from offset 0, about one row group per read, as a consumer
+    /// with a small fetch size.
+    async fn read_through(archive: &Arc<Archive>, seg: &SegmentEntry) -> Vec<Bytes> {
+        let segments = Arc::new(vec![seg.clone()]);
         let mut got: Vec<Bytes> = Vec::new();
         let mut next = 0i64;
-        while next < info.end_offset {
-            // About one row group per read, as a consumer with a small fetch size.
+        while next < seg.end_offset {
             let parts = archive
-                .read(meta.topic_id, segments.clone(), next, 60 * 1024)
+                .read(TOPIC, segments.clone(), next, 60 * 1024)
                 .await
                 .unwrap();
             assert!(!parts.is_empty(), "a read at {next} returned nothing");
@@ -547,11 +540,66 @@ mod tests {
             // A consumer's next fetch comes a network round trip later.
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
-        assert_eq!(got, batches, "every batch, in order, as produced");
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sequential_read_gets_every_batch_with_few_large_gets() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, seg, batches) = stored_segment().await;
+        let mut config = BrokerConfig::new(dir.path());
+        config.cache_disk_bytes = 0;
+        config.readahead_chunks = 8;
+        let metrics = Arc::new(Metrics::default());
+        let archive = Arc::new(
+            Archive::open(&config, store, metrics.clone())
+                .await
+                .unwrap(),
+        );
+        let row_groups = archive.footer(TOPIC, &seg).await.unwrap().num_row_groups();
+        assert!(row_groups >= 90, "{row_groups} row groups");
+        assert_eq!(
+            read_through(&archive, &seg).await,
+            batches,
+            "every batch, in order, as produced"
+        );
         let gets = metrics.archive_gets.get() as usize;
         assert!(
             gets * 10 <= row_groups,
             "{gets} GETs for {row_groups} row groups: read-ahead should fetch them in runs"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_read_larger_than_the_memory_tier_comes_from_the_disk_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, seg, batches) = stored_segment().await;
+        let mut config = BrokerConfig::new(dir.path());
+        // 1 MiB of memory for a 6.5 MB segment: most chunks must come back from disk.
+        config.cache_memory_bytes = 1024 * 1024;
+        config.cache_disk_bytes = 64 * 1024 * 1024;
+        let metrics = Arc::new(Metrics::default());
+        let archive = Arc::new(
+            Archive::open(&config, store, metrics.clone())
+                .await
+                .unwrap(),
+        );
+        assert_eq!(read_through(&archive, &seg).await, batches);
+        let (gets, misses) = (
+            metrics.archive_gets.get(),
+            metrics.archive_cache_misses.get(),
+        );
+        assert!(gets > 0 && misses > 0);
+        // Evicted chunks reach the disk tier in the background.
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        assert_eq!(read_through(&archive, &seg).await, batches);
+        assert_eq!(
+            (
+                metrics.archive_gets.get(),
+                metrics.archive_cache_misses.get()
+            ),
+            (gets, misses),
+            "the second read went to the object store again"
         );
     }
 }
