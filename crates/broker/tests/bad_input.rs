@@ -221,3 +221,129 @@ async fn two_batches_for_one_partition_are_refused_like_kafka() {
     assert_eq!(produce(&c, "t", 0, batch(&["c"])).await, (0, 0));
     tb.stop().await;
 }
+
+/// A batch whose records section is `body` (under codec bits `codec`) with a valid length and
+/// CRC: only the record-level check can tell it is wrong.
+fn with_body(template: &[u8], body: &[u8], count: i32, codec: i16, attr_bits: i16) -> bytes::Bytes {
+    use sediment_protocol::batch::HEADER_LEN;
+    let mut b = template[..HEADER_LEN].to_vec();
+    b.extend_from_slice(body);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let attrs = (i16::from_be_bytes([b[21], b[22]]) & !0x7) | codec | attr_bits;
+    b[21..23].copy_from_slice(&attrs.to_be_bytes());
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.into()
+}
+
+fn encoded(values: &[&str], c: kafka_protocol::records::Compression) -> bytes::Bytes {
+    let records: Vec<NewRecord> = values
+        .iter()
+        .map(|v| NewRecord {
+            value: Some(bytes::Bytes::from(v.to_string())),
+            timestamp: 5_000,
+            ..Default::default()
+        })
+        .collect();
+    sediment_protocol::batch::encode(&records, Producer::NONE, c).unwrap()
+}
+
+#[tokio::test]
+async fn poison_batches_with_valid_crcs_are_refused_and_the_partition_still_archives() {
+    use kafka_protocol::records::Compression;
+    use sediment_protocol::batch::HEADER_LEN;
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.max_decompressed_batch_bytes = 1 << 20;
+    })
+    .await;
+    let c = tb.client().await;
+    assert_eq!(produce(&c, "p", 0, batch(&["first"])).await, (0, 0));
+
+    let plain = encoded(&["a", "b", "c"], Compression::None);
+    let garbage = b"definitely not a compressed stream, whatever the codec says";
+    let mut cases: Vec<(&str, bytes::Bytes, ResponseError, Option<i32>)> = Vec::new();
+    for (codec, name) in [(1, "gzip"), (2, "snappy"), (3, "lz4"), (4, "zstd")] {
+        cases.push((
+            name,
+            with_body(&plain, garbage, 3, codec, 0),
+            ResponseError::CorruptMessage,
+            None,
+        ));
+    }
+    // Uncompressed garbage: the first record's length runs past the batch.
+    cases.push((
+        "uncompressed garbage",
+        with_body(&plain, &[0x7e, 1, 2, 3], 1, 0, 0),
+        ResponseError::InvalidRecord,
+        Some(0),
+    ));
+    // The header says 4 records, the (uncompressed and the zstd) body holds 3.
+    cases.push((
+        "count mismatch",
+        with_body(&plain, &plain[HEADER_LEN..], 4, 0, 0),
+        ResponseError::InvalidRecord,
+        None,
+    ));
+    let z = encoded(&["a", "b", "c"], Compression::Zstd);
+    cases.push((
+        "zstd count mismatch",
+        with_body(&z, &z[HEADER_LEN..], 4, 4, 0),
+        ResponseError::InvalidRecord,
+        None,
+    ));
+    // 4 MiB of zeros compress to a few KiB: past the 1 MiB cap, however small on the wire.
+    let bomb = sediment_protocol::batch::encode(
+        &[NewRecord {
+            value: Some(bytes::Bytes::from(vec![0u8; 4 << 20])),
+            ..Default::default()
+        }],
+        Producer::NONE,
+        Compression::Zstd,
+    )
+    .unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    cases.push((
+        "decompression bomb",
+        bomb,
+        ResponseError::InvalidRecord,
+        None,
+    ));
+    // Control and transactional batches from a client.
+    cases.push((
+        "control",
+        with_body(&plain, &plain[HEADER_LEN..], 3, 0, 0x20),
+        ResponseError::InvalidRecord,
+        None,
+    ));
+    cases.push((
+        "transactional",
+        with_body(&plain, &plain[HEADER_LEN..], 3, 0, 0x10),
+        ResponseError::InvalidRecord,
+        None,
+    ));
+    for (name, records, want, record) in cases {
+        let resp = c
+            .send(9, &produce_request("p", 0, records, -1))
+            .await
+            .unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, want.code(), "{name}: {:?}", p.error_message);
+        assert_eq!(p.base_offset, -1, "{name}");
+        assert!(p.error_message.is_some(), "{name}: v8+ carries a message");
+        let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(indexes, record.into_iter().collect::<Vec<_>>(), "{name}");
+    }
+
+    // Nothing refused was stored: the offsets go on densely, and the partition archives.
+    assert_eq!(produce(&c, "p", 0, batch(&["second"])).await, (0, 1));
+    let errors_before = tb.broker.metrics.upload_errors.get();
+    assert_eq!(tb.broker.upload_due(true).await, 1, "one segment committed");
+    assert_eq!(tb.broker.metrics.upload_errors.get(), errors_before);
+    let got = values(&fetch(&c, "p", 0, 0).await);
+    assert_eq!(got, vec![(0, "first".into()), (1, "second".into())]);
+    tb.stop().await;
+}

@@ -23,27 +23,28 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-/// Reads everything from `r`, failing once more than `limit` bytes came out.
-fn read_capped(r: impl Read, limit: usize) -> Result<Bytes, DecodeError> {
-    let mut out = Vec::new();
+/// Reads everything from `r` onto `out`, failing once more than `limit` bytes came out.
+fn read_capped_into(r: impl Read, limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    let start = out.len();
     r.take(limit as u64 + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
-    if out.len() > limit {
+    if out.len() - start > limit {
         return Err(DecodeError::TooLarge { limit });
     }
-    Ok(Bytes::from(out))
+    Ok(())
 }
 
 /// Snappy as Kafka clients write it: xerial framing (magic, version, compatible version, then
 /// length-prefixed raw blocks) or, as the Java client accepts too, one raw snappy block.
-fn snappy(data: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
+fn snappy_into(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
     const MAGIC: &[u8] = b"\x82SNAPPY\x00";
     let invalid = |e: snap::Error| DecodeError::Invalid(e.to_string());
     let mut raw = snap::raw::Decoder::new();
+    let base = out.len();
     let mut block = |b: &[u8], out: &mut Vec<u8>| -> Result<(), DecodeError> {
         let len = snap::raw::decompress_len(b).map_err(invalid)?;
-        if out.len() + len > limit {
+        if out.len() - base + len > limit {
             return Err(DecodeError::TooLarge { limit });
         }
         let start = out.len();
@@ -51,10 +52,8 @@ fn snappy(data: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
         raw.decompress(b, &mut out[start..]).map_err(invalid)?;
         Ok(())
     };
-    let mut out = Vec::new();
     if !data.starts_with(MAGIC) {
-        block(data, &mut out)?;
-        return Ok(Bytes::from(out));
+        return block(data, out);
     }
     let mut rest = data
         .get(16..)
@@ -67,27 +66,52 @@ fn snappy(data: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
         let body = rest
             .get(4..4 + len)
             .ok_or_else(|| DecodeError::Invalid("snappy block runs past the end".into()))?;
-        block(body, &mut out)?;
+        block(body, out)?;
         rest = &rest[4 + len..];
     }
-    Ok(Bytes::from(out))
+    Ok(())
+}
+
+/// Expands `data`, compressed with Kafka codec `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd),
+/// onto `out`, failing once more than `limit` bytes came out. Codec 0 copies.
+pub fn decompress_into(
+    data: &[u8],
+    codec: i16,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
+    let invalid = |e: std::io::Error| DecodeError::Invalid(e.to_string());
+    match codec {
+        0 if data.len() > limit => Err(DecodeError::TooLarge { limit }),
+        0 => {
+            out.extend_from_slice(data);
+            Ok(())
+        }
+        1 => read_capped_into(flate2::read::GzDecoder::new(data), limit, out),
+        2 => snappy_into(data, limit, out),
+        3 => read_capped_into(lz4::Decoder::new(data).map_err(invalid)?, limit, out),
+        4 => read_capped_into(
+            zstd::stream::read::Decoder::new(data).map_err(invalid)?,
+            limit,
+            out,
+        ),
+        c => Err(DecodeError::Invalid(format!(
+            "unknown compression codec {c}"
+        ))),
+    }
 }
 
 fn decompress(data: &Bytes, compression: Compression, limit: usize) -> Result<Bytes, DecodeError> {
-    match compression {
-        Compression::None => Ok(data.clone()),
-        Compression::Gzip => read_capped(flate2::read::GzDecoder::new(&data[..]), limit),
-        Compression::Zstd => read_capped(
-            zstd::stream::read::Decoder::new(&data[..])
-                .map_err(|e| DecodeError::Invalid(e.to_string()))?,
-            limit,
-        ),
-        Compression::Lz4 => read_capped(
-            lz4::Decoder::new(&data[..]).map_err(|e| DecodeError::Invalid(e.to_string()))?,
-            limit,
-        ),
-        Compression::Snappy => snappy(data, limit),
-    }
+    let codec = match compression {
+        Compression::None => return Ok(data.clone()),
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+    };
+    let mut out = Vec::new();
+    decompress_into(data, codec, limit, &mut out)?;
+    Ok(Bytes::from(out))
 }
 
 /// Decodes one stored batch, refusing one whose records expand beyond `limit` bytes.

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod client;
 pub mod decompress;
 pub mod frame;
+pub mod records;
 pub mod versions;
 
 pub use kafka_protocol;

@@ -330,7 +330,18 @@ impl<W: Write + Send> SegmentEncoder<W> {
             sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
         )
         .map_err(|e| SegmentError::Batch(e.to_string()))?;
-        for r in set.records {
+        // A LogAppendTime batch's records all carry the broker's append time, which only the
+        // header's max timestamp holds (the decoder reports the producer's deltas): the archive
+        // stores the time consumers see, and rebuilds the batch with it.
+        let append_time = stored
+            .get(35..43)
+            .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+        for mut r in set.records {
+            if r.timestamp_type == TimestampType::LogAppend {
+                if let Some(t) = append_time {
+                    r.timestamp = t;
+                }
+            }
             let attributes = compression_code(set.compression)
                 | if r.timestamp_type == TimestampType::LogAppend {
                     0x8
@@ -826,6 +837,17 @@ impl Rebuild {
         )
         .map_err(|e| SegmentError::Batch(e.to_string()))?;
         self.pending.clear();
+        if attributes & 0x8 != 0 {
+            // The encoder writes no timestamp-type bit; a LogAppendTime batch gets it back
+            // (its records all carry the append time, so the max timestamp is already right).
+            let b = &mut self.buf[start..];
+            if b.len() > 23 {
+                let attrs = i16::from_be_bytes([b[21], b[22]]) | 0x8;
+                b[21..23].copy_from_slice(&attrs.to_be_bytes());
+                let crc = crc32c::crc32c(&b[21..]);
+                b[17..21].copy_from_slice(&crc.to_be_bytes());
+            }
+        }
         if start > 0 && self.buf.len() > self.max_bytes {
             self.buf.truncate(start);
             self.full = true;
@@ -1060,6 +1082,34 @@ mod tests {
         let output = decode_segment(data, 0, usize::MAX).unwrap();
         assert_eq!(output.len(), input.len(), "batch boundaries are kept");
         assert_eq!(records_of(&output), records_of(&input));
+    }
+
+    #[test]
+    fn log_append_time_batches_keep_the_append_time_through_the_archive() {
+        use sediment_protocol::batch::{validate, with_timestamp, TimestampType as Ts};
+        const APPENDED: i64 = 1_800_000_000_000;
+        let input: Vec<Bytes> = [Compression::None, Compression::Zstd]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let b = stored_batch(100 + 10 * i as i64, 10, *c, (-1, -1, -1));
+                with_timestamp(&b, Ts::LogAppendTime, APPENDED)
+            })
+            .collect();
+        let (data, info) = encode_segment(&input, &meta(), &WriteOptions::default()).unwrap();
+        assert_eq!(
+            (info.min_timestamp, info.max_timestamp),
+            (APPENDED, APPENDED)
+        );
+        let output = decode_segment(data, 0, usize::MAX).unwrap();
+        assert_eq!(output.len(), 2);
+        for b in &output {
+            let h = validate(b, usize::MAX).unwrap()[0];
+            assert!(h.log_append_time());
+            assert_eq!(h.max_timestamp, APPENDED);
+            let set = RecordBatchDecoder::decode(&mut b.clone()).unwrap();
+            assert!(set.records.iter().all(|r| r.timestamp == APPENDED));
+        }
     }
 
     #[test]
