@@ -64,6 +64,10 @@ pub struct BrokerConfig {
     pub retention_check_interval: std::time::Duration,
     /// Segments larger than this are uploaded as multipart uploads of parts this size.
     pub multipart_part_bytes: usize,
+    /// Most bytes a compressed batch may expand to when the broker validates its records.
+    pub max_decompressed_batch_bytes: usize,
+    /// The clock every time-based decision reads (tests pass a manual one).
+    pub clock: crate::clock::SharedClock,
 }
 
 impl BrokerConfig {
@@ -99,6 +103,8 @@ impl BrokerConfig {
             retention_bytes: -1,
             retention_check_interval: std::time::Duration::from_secs(30),
             multipart_part_bytes: 8 * 1024 * 1024,
+            max_decompressed_batch_bytes: sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+            clock: std::sync::Arc::new(crate::clock::SystemClock::default()),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! A fetch reads the same index and `pread`s batch bytes back out of the WAL segment files.
 
 pub mod archive;
+pub mod clock;
 pub mod config;
 pub mod groups;
 pub mod handlers;
@@ -76,7 +77,7 @@ impl Broker {
         object_store.check().await?;
         let cluster_id = meta.cluster_id().await?;
         let metrics = Arc::new(Metrics::default());
-        let registry = Arc::new(Registry::new(metrics.clone()));
+        let registry = Arc::new(Registry::new(metrics.clone(), config.clock.clone()));
         for t in meta.topics().await? {
             registry.upsert_topic(t);
         }
@@ -285,11 +286,7 @@ impl Broker {
                 _ = wait_stopped(&mut stop) => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            self.expire_offsets(now_ms).await;
+            self.expire_offsets(self.config.clock.wall_ms()).await;
         }
     }
 

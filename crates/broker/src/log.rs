@@ -46,10 +46,11 @@ pub struct PartitionState {
     /// Since when durable batches have been waiting to be archived (`None`: nothing waits).
     /// `segment_ms` counts from here, as Kafka's segment.ms counts from a segment's first
     /// record, so an idle partition's first new batch is not uploaded alone.
-    pub pending_since: Option<std::time::Instant>,
+    /// Monotonic time of the broker's [`crate::clock::Clock`].
+    pub pending_since: Option<std::time::Duration>,
     /// Failed upload attempts in a row, and when the next may start (exponential backoff).
     pub upload_failures: u32,
-    pub upload_retry_at: Option<std::time::Instant>,
+    pub upload_retry_at: Option<std::time::Duration>,
     /// Committed archive segments ending after the log start, in offset order (replaced, not
     /// mutated, so readers can take it out of the lock cheaply).
     pub archive: Arc<Vec<SegmentEntry>>,
@@ -202,6 +203,13 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
     /// `max.message.bytes` for this topic, if overridden.
     pub max_message_bytes: Option<usize>,
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps each batch with its clock.
+    pub log_append_time: bool,
+    /// `segment.bytes` and `segment.ms`, if overridden: when this topic's data is archived.
+    pub segment_bytes: Option<u64>,
+    pub segment_interval: Option<std::time::Duration>,
+    /// `min.insync.replicas` (1 unless set): acks=all needs this many in-sync replicas.
+    pub min_insync_replicas: i32,
 }
 
 impl Topic {
@@ -217,14 +225,16 @@ pub struct Registry {
     by_name: RwLock<HashMap<String, Arc<Topic>>>,
     by_id: RwLock<HashMap<Uuid, Arc<Topic>>>,
     metrics: Arc<Metrics>,
+    clock: crate::clock::SharedClock,
 }
 
 impl Registry {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, clock: crate::clock::SharedClock) -> Self {
         Self {
             by_name: RwLock::default(),
             by_id: RwLock::default(),
             metrics,
+            clock,
         }
     }
 
@@ -237,6 +247,10 @@ impl Registry {
                 meta,
                 partitions: Vec::new(),
                 max_message_bytes: None,
+                log_append_time: false,
+                segment_bytes: None,
+                segment_interval: None,
+                min_insync_replicas: 1,
             });
         };
         let mut partitions = by_name
@@ -251,10 +265,32 @@ impl Registry {
             .configs
             .get("max.message.bytes")
             .and_then(|v| v.parse().ok());
+        let log_append_time = meta
+            .configs
+            .get("message.timestamp.type")
+            .is_some_and(|v| v == "LogAppendTime");
+        let segment_bytes = meta
+            .configs
+            .get("segment.bytes")
+            .and_then(|v| v.parse().ok());
+        let segment_interval = meta
+            .configs
+            .get("segment.ms")
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis);
+        let min_insync_replicas = meta
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let topic = Arc::new(Topic {
             meta,
             partitions,
             max_message_bytes,
+            log_append_time,
+            segment_bytes,
+            segment_interval,
+            min_insync_replicas,
         });
         if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {
             by_id.remove(&old.meta.id);
@@ -367,7 +403,7 @@ impl Registry {
                 recover_sequence(&mut st, meta, pos, segments);
             }
             if st.pending_since.is_none() {
-                st.pending_since = Some(std::time::Instant::now());
+                st.pending_since = Some(self.clock.monotonic());
             }
         }
     }
@@ -509,7 +545,7 @@ impl Sink for Registry {
             if end > st.high_watermark {
                 st.high_watermark = end;
                 if st.pending_since.is_none() && end > st.uploaded_end {
-                    st.pending_since = Some(std::time::Instant::now());
+                    st.pending_since = Some(self.clock.monotonic());
                 }
                 drop(st);
                 moved.push(p);
@@ -541,7 +577,10 @@ mod tests {
 
     #[test]
     fn a_sync_wakes_only_the_partitions_whose_high_watermark_moved() {
-        let registry = Registry::new(Arc::new(Metrics::default()));
+        let registry = Registry::new(
+            Arc::new(Metrics::default()),
+            Arc::new(crate::clock::SystemClock::default()),
+        );
         let a = topic(&registry, "a", 1);
         let b = topic(&registry, "b", 2);
         let mut a0 = Box::pin(a.partitions[0].changed.notified());

@@ -56,10 +56,7 @@ impl Broker {
                 _ = wait_stopped(&mut stop) => return,
                 _ = tokio::time::sleep(tick) => {}
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            self.apply_retention(now).await;
+            self.apply_retention(self.config.clock.wall_ms()).await;
         }
     }
 

@@ -95,15 +95,44 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
 ];
 
+/// A topic config's value when the topic does not set it: the broker's setting where one feeds
+/// it (what is in force, not Kafka's stock default), else the definition's default.
+pub fn default_value(config: &crate::BrokerConfig, def: &ConfigDef) -> String {
+    match def.name {
+        "max.message.bytes" => config.message_max_bytes.to_string(),
+        "retention.ms" => config.retention_ms.to_string(),
+        "retention.bytes" => config.retention_bytes.to_string(),
+        "segment.bytes" => config.segment_bytes.to_string(),
+        "segment.ms" => config.segment_interval.as_millis().to_string(),
+        _ => def.default.to_string(),
+    }
+}
+
 /// Looks up a known topic config.
 pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
-/// Validates CreateTopics configs: known names, values of the right type and range.
+/// Validates CreateTopics configs: known names, values of the right type and range, and only
+/// values the broker actually honours. A value Kafka knows but Sediment does not implement is
+/// refused with a message saying so, never stored and ignored.
 pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), String> {
     for (k, v) in configs {
         let def = config_def(k).ok_or_else(|| format!("unknown topic config {k:?}"))?;
+        let unsupported = match k.as_str() {
+            "cleanup.policy" => v
+                .split(',')
+                .any(|p| p.trim() == "compact")
+                .then_some("log compaction is not supported yet; use cleanup.policy=delete"),
+            "compression.type" => (v != "producer").then_some(
+                "recompressing on the broker is not supported yet; batches are stored as the \
+                 producer compressed them (compression.type=producer)",
+            ),
+            _ => None,
+        };
+        if let Some(why) = unsupported {
+            return Err(format!("{k}={v} is not supported: {why}"));
+        }
         let ok = match (def.kind, k.as_str()) {
             (_, "max.message.bytes") => v.parse::<i32>().is_ok_and(|n| n > 0),
             (_, "min.insync.replicas") => v.parse::<i32>().is_ok_and(|n| n >= 1),
@@ -144,6 +173,25 @@ mod tests {
     fn configs_are_checked() {
         let ok: BTreeMap<_, _> = [("retention.ms".to_string(), "1000".to_string())].into();
         assert!(validate_configs(&ok).is_ok());
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "delete,compact"),
+            ("compression.type", "zstd"),
+            ("compression.type", "uncompressed"),
+        ] {
+            let c: BTreeMap<_, _> = [(k.to_string(), v.to_string())].into();
+            let e = validate_configs(&c).unwrap_err();
+            assert!(e.contains("not supported"), "{k}={v}: {e}");
+        }
+        for (k, v) in [
+            ("cleanup.policy", "delete"),
+            ("message.timestamp.type", "LogAppendTime"),
+            ("segment.ms", "1000"),
+            ("segment.bytes", "1048576"),
+        ] {
+            let c: BTreeMap<_, _> = [(k.to_string(), v.to_string())].into();
+            assert!(validate_configs(&c).is_ok(), "{k}={v}");
+        }
         let unknown: BTreeMap<_, _> = [("nope".to_string(), "1".to_string())].into();
         assert!(validate_configs(&unknown).is_err());
         let bad: BTreeMap<_, _> = [("max.message.bytes".to_string(), "-5".to_string())].into();

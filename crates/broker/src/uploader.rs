@@ -10,7 +10,7 @@
 //! snapshot of idempotent producer state); reads below the WAL then go to the archive.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sediment_meta::SegmentEntry;
 use sediment_storage::segment::{self, ObjectWrite, SegmentEncoder, SegmentMeta, WriteOptions};
@@ -171,7 +171,7 @@ impl Broker {
         let mut due = Vec::new();
         for topic in self.registry.topics() {
             for (i, partition) in topic.partitions.iter().enumerate() {
-                if self.pending(partition, force).1 {
+                if self.pending(&topic, partition, force).1 {
                     due.push((topic.clone(), i as i32, partition.clone()));
                 }
             }
@@ -188,8 +188,9 @@ impl Broker {
                     Ok(mut st) => {
                         if result.is_err() {
                             st.upload_failures = st.upload_failures.saturating_add(1);
-                            st.upload_retry_at =
-                                Some(Instant::now() + retry_delay(st.upload_failures));
+                            st.upload_retry_at = Some(
+                                self.config.clock.monotonic() + retry_delay(st.upload_failures),
+                            );
                         } else {
                             st.upload_failures = 0;
                             st.upload_retry_at = None;
@@ -294,14 +295,18 @@ impl Broker {
         let mut lag = 0;
         for t in self.registry.topics() {
             for p in &t.partitions {
-                lag += self.pending(p, false).0;
+                lag += self.pending(&t, p, false).0;
             }
         }
         lag
     }
 
     /// Durable bytes not yet archived, and whether an upload is due.
-    fn pending(&self, p: &Partition, force: bool) -> (u64, bool) {
+    fn pending(&self, topic: &Topic, p: &Partition, force: bool) -> (u64, bool) {
+        let segment_interval = topic
+            .segment_interval
+            .unwrap_or(self.config.segment_interval);
+        let segment_bytes = topic.segment_bytes.unwrap_or(self.config.segment_bytes);
         let Ok(st) = p.state.lock() else {
             return (0, false);
         };
@@ -312,13 +317,14 @@ impl Broker {
             .take_while(|e| e.end_offset <= st.high_watermark)
             .map(|e| u64::from(e.pos.len))
             .sum();
+        let now = self.config.clock.monotonic();
         let aged = st
             .pending_since
-            .is_some_and(|t| t.elapsed() >= self.config.segment_interval);
-        let backing_off = st.upload_retry_at.is_some_and(|t| Instant::now() < t);
+            .is_some_and(|t| now.saturating_sub(t) >= segment_interval);
+        let backing_off = st.upload_retry_at.is_some_and(|t| now < t);
         (
             bytes,
-            bytes > 0 && (force || (!backing_off && (aged || bytes >= self.config.segment_bytes))),
+            bytes > 0 && (force || (!backing_off && (aged || bytes >= segment_bytes))),
         )
     }
 
@@ -328,10 +334,10 @@ impl Broker {
         index: i32,
         p: &Partition,
     ) -> Result<Option<u64>, String> {
-        let started = Instant::now();
-        let limit = self
-            .config
+        let started = self.config.clock.monotonic();
+        let limit = topic
             .segment_bytes
+            .unwrap_or(self.config.segment_bytes)
             .saturating_mul(MAX_SEGMENT_FACTOR)
             .max(1);
         let (entries, epoch) = {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::info;
 
 use super::{meta_error_code, str_bytes, ResponseError};
-use crate::topics::{validate_configs, validate_name, TOPIC_CONFIGS};
+use crate::topics::{default_value, validate_configs, validate_name, TOPIC_CONFIGS};
 use crate::Broker;
 
 /// Checks a topic request; on success the partition count and configs to create with.
@@ -134,8 +134,10 @@ pub async fn handle(
                             .map(|d| {
                                 let mut c = CreatableTopicConfigs::default();
                                 c.name = str_bytes(d.name);
-                                let v =
-                                    configs.get(d.name).map(String::as_str).unwrap_or(d.default);
+                                let v = configs
+                                    .get(d.name)
+                                    .cloned()
+                                    .unwrap_or_else(|| default_value(&broker.config, d));
                                 c.value = Some(str_bytes(v));
                                 c.config_source = if configs.contains_key(d.name) { 1 } else { 5 };
                                 c

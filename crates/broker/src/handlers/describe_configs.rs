@@ -8,7 +8,7 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{str_bytes, ResponseError};
-use crate::topics::{ConfigType, TOPIC_CONFIGS};
+use crate::topics::{default_value, ConfigType, TOPIC_CONFIGS};
 use crate::Broker;
 
 const TOPIC: i8 = 2;
@@ -57,16 +57,7 @@ pub async fn handle(
                     for d in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
                         let (value, source) = match t.meta.configs.get(d.name) {
                             Some(v) => (v.clone(), SOURCE_TOPIC),
-                            None if d.name == "max.message.bytes" => {
-                                (broker.config.message_max_bytes.to_string(), SOURCE_DEFAULT)
-                            }
-                            None if d.name == "retention.ms" => {
-                                (broker.config.retention_ms.to_string(), SOURCE_DEFAULT)
-                            }
-                            None if d.name == "retention.bytes" => {
-                                (broker.config.retention_bytes.to_string(), SOURCE_DEFAULT)
-                            }
-                            None => (d.default.to_string(), SOURCE_DEFAULT),
+                            None => (default_value(&broker.config, d), SOURCE_DEFAULT),
                         };
                         r.configs
                             .push(entry(version, d.name, value, source, d.kind));

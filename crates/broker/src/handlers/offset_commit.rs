@@ -30,10 +30,7 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
                 .await
         }
     };
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = broker.config.clock.wall_ms();
     // (topic index, partition index, code); offsets to store alongside.
     let mut codes: Vec<Vec<i16>> = Vec::with_capacity(req.topics.len());
     let mut to_store = Vec::new();

@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sediment_protocol::batch::{self, BatchError};
+use sediment_protocol::batch::{self, BatchError, BatchInfo, TimestampType};
+use sediment_protocol::records::{self, RecordError};
 use sediment_wal::{Append, Durability, EntryMeta, Position, WalError};
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -31,12 +34,43 @@ fn batch_error_code(e: &BatchError) -> i16 {
     }
 }
 
+fn record_error_code(e: &RecordError) -> i16 {
+    match e {
+        RecordError::Corrupt(_) | RecordError::Codec(_) => ResponseError::CorruptMessage.code(),
+        RecordError::TooLarge { .. } | RecordError::Record { .. } | RecordError::Batch(_) => {
+            ResponseError::InvalidRecord.code()
+        }
+    }
+}
+
+thread_local! {
+    /// Decompressed records of the batch being validated, reused between batches.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Walks a batch's records (decompressing into this thread's scratch buffer).
+fn check_records(batch: &[u8], info: &BatchInfo, limit: usize) -> Result<i64, RecordError> {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let out = records::check(batch, info, limit, &mut s).map(|r| r.max_timestamp);
+        // Keep a typical batch's buffer, not the largest one ever seen.
+        if s.capacity() > 16 << 20 {
+            *s = Vec::new();
+        }
+        out
+    })
+}
+
 /// A partition's outcome: an error now, or appends to wait for.
 enum Outcome {
-    Failed(i16, String),
+    /// Refused: error code, message, and the index of the offending record if one is to blame
+    /// (Produce v8+ record errors).
+    Failed(i16, String, Option<i32>),
     Queued {
         base_offset: i64,
         log_start_offset: i64,
+        /// The broker's append time, for a LogAppendTime topic.
+        log_append_time: Option<i64>,
         waits: Vec<oneshot::Receiver<Result<Position, WalError>>>,
     },
     /// An idempotent producer's retry of a batch already appended: answered with the original
@@ -50,7 +84,7 @@ enum Outcome {
 }
 
 fn failed(code: i16, msg: impl Into<String>) -> Outcome {
-    Outcome::Failed(code, msg.into())
+    Outcome::Failed(code, msg.into(), None)
 }
 
 async fn append_partition(
@@ -83,6 +117,17 @@ async fn append_partition(
             ),
         );
     }
+    if durability == Durability::Synced && topic.min_insync_replicas > 1 {
+        // One broker is one replica: acks=all cannot be met, as Kafka answers a partition
+        // whose ISR is smaller than min.insync.replicas (never a silent downgrade).
+        return failed(
+            ResponseError::NotEnoughReplicas.code(),
+            format!(
+                "min.insync.replicas={} but this partition has 1 in-sync replica",
+                topic.min_insync_replicas
+            ),
+        );
+    }
     let max = topic
         .max_message_bytes
         .unwrap_or(broker.config.message_max_bytes);
@@ -100,7 +145,57 @@ async fn append_partition(
             "a produce request carries exactly one record batch per partition",
         );
     }
-    let idempotent = infos[0].producer_id >= 0;
+    let info = infos[0];
+    if info.is_control() {
+        return failed(
+            ResponseError::InvalidRecord.code(),
+            "clients may not write control batches",
+        );
+    }
+    if info.is_transactional() {
+        return failed(
+            ResponseError::InvalidRecord.code(),
+            "transactional batches need a transactional id; transactions are not supported",
+        );
+    }
+    let whole = records.slice(info.start..info.start + info.len);
+    // Every record is walked before anything is stored, as Kafka's log validator does: a batch
+    // acknowledged here must decode for every consumer and for the archive.
+    let max_timestamp = match check_records(
+        &whole,
+        &info,
+        broker.config.max_decompressed_batch_bytes,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(topic = %topic.meta.name, partition = index, error = %e, "refused record batch");
+            let at = match e {
+                RecordError::Record { index, .. } => Some(index),
+                _ => None,
+            };
+            return Outcome::Failed(record_error_code(&e), e.to_string(), at);
+        }
+    };
+    // The stored timestamps: the broker's clock for a LogAppendTime topic; otherwise the
+    // producer's, with a max timestamp that disagrees with the records (or a LogAppendTime bit
+    // the topic does not have) corrected as Kafka does.
+    let (whole, max_timestamp, log_append_time) = if topic.log_append_time {
+        let now = broker.config.clock.wall_ms();
+        (
+            batch::with_timestamp(&whole, TimestampType::LogAppendTime, now),
+            now,
+            Some(now),
+        )
+    } else if info.log_append_time() || info.max_timestamp != max_timestamp {
+        (
+            batch::with_timestamp(&whole, TimestampType::CreateTime, max_timestamp),
+            max_timestamp,
+            None,
+        )
+    } else {
+        (whole, max_timestamp, None)
+    };
+    let idempotent = info.producer_id >= 0;
     // Wait for room in the pending-bytes budget first, so a producer outrunning the disk is
     // slowed here instead of growing memory.
     let kib = (records.len() / 1024 + 1) as u32;
@@ -119,7 +214,7 @@ async fn append_partition(
         );
     };
     if idempotent {
-        let i = &infos[0];
+        let i = &info;
         match st.check_sequence(
             i.producer_id,
             i.producer_epoch,
@@ -152,58 +247,49 @@ async fn append_partition(
         }
     }
     let base_offset = st.next_offset;
-    let mut waits = Vec::with_capacity(infos.len());
-    let n = infos.len();
-    for (i, info) in infos.iter().enumerate() {
-        let offset = st.next_offset;
-        // The stamped 16-byte prefix plus the body as received: no copy of the batch.
-        let whole = records.slice(info.start..info.start + info.len);
-        let data = vec![
-            batch::stamped_prefix(&whole, offset, st.leader_epoch),
-            whole.slice(batch::PREFIX_LEN..),
-        ];
-        let (tx, rx) = oneshot::channel();
-        let append = Append {
-            meta: EntryMeta {
-                topic_id: topic.meta.id,
-                partition: index,
-                leader_epoch: st.leader_epoch,
-                base_offset: offset,
-                record_count: info.record_count,
-                max_timestamp: info.max_timestamp,
-            },
-            data,
-            durability,
-            done: Some(tx),
-            // The whole payload's permit rides with the last batch.
-            guard: if i + 1 == n {
-                permit.take().map(|p| Box::new(p) as Box<dyn Send>)
-            } else {
-                None
-            },
-        };
-        if let Err(e) = broker.submit(append) {
-            return failed(ResponseError::KafkaStorageError.code(), e.to_string());
-        }
-        if idempotent {
-            st.record_sequence(
-                info.producer_id,
-                info.producer_epoch,
-                info.base_sequence,
-                info.record_count,
-                offset,
-            );
-        }
-        st.next_offset += i64::from(info.record_count);
-        waits.push(rx);
+    // The stamped 16-byte prefix plus the body as received: no copy of the batch.
+    let data = vec![
+        batch::stamped_prefix(&whole, base_offset, st.leader_epoch),
+        whole.slice(batch::PREFIX_LEN..),
+    ];
+    let (tx, rx) = oneshot::channel();
+    let append = Append {
+        meta: EntryMeta {
+            topic_id: topic.meta.id,
+            partition: index,
+            leader_epoch: st.leader_epoch,
+            base_offset,
+            record_count: info.record_count,
+            max_timestamp,
+        },
+        data,
+        durability,
+        done: Some(tx),
+        guard: permit.take().map(|p| Box::new(p) as Box<dyn Send>),
+    };
+    if let Err(e) = broker.submit(append) {
+        return failed(ResponseError::KafkaStorageError.code(), e.to_string());
     }
-    let records_total: i64 = infos.iter().map(|i| i64::from(i.record_count)).sum();
-    broker.metrics.produced_records.inc_by(records_total as u64);
+    if idempotent {
+        st.record_sequence(
+            info.producer_id,
+            info.producer_epoch,
+            info.base_sequence,
+            info.record_count,
+            base_offset,
+        );
+    }
+    st.next_offset += i64::from(info.record_count);
+    broker
+        .metrics
+        .produced_records
+        .inc_by(info.record_count as u64);
     broker.metrics.produced_bytes.inc_by(records.len() as u64);
     Outcome::Queued {
         base_offset,
         log_start_offset: st.log_start_offset,
-        waits,
+        log_append_time,
+        waits: vec![rx],
     }
 }
 
@@ -266,10 +352,16 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                 let mut pr = PartitionProduceResponse::default();
                 pr.index = index;
                 match outcome {
-                    Outcome::Failed(code, msg) => {
+                    Outcome::Failed(code, msg, at) => {
                         pr.error_code = code;
                         pr.base_offset = -1;
                         if version >= 8 {
+                            if let Some(at) = at {
+                                let mut e = BatchIndexAndErrorMessage::default();
+                                e.batch_index = at;
+                                e.batch_index_error_message = Some(str_bytes(msg.clone()));
+                                pr.record_errors.push(e);
+                            }
                             pr.error_message = Some(str_bytes(msg));
                         }
                     }
@@ -289,10 +381,12 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                     Outcome::Queued {
                         base_offset,
                         log_start_offset,
+                        log_append_time,
                         waits,
                     } => {
                         pr.base_offset = base_offset;
                         pr.log_start_offset = log_start_offset;
+                        pr.log_append_time_ms = log_append_time.unwrap_or(-1);
                         for w in waits {
                             match w.await {
                                 Ok(Ok(_)) => {}

@@ -1,0 +1,255 @@
+//! Topic configs either work as in Kafka or are refused with INVALID_CONFIG: never stored and
+//! ignored. DescribeConfigs reports what is in force.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use kafka_protocol::ResponseError;
+use sediment_broker::clock::ManualClock;
+use sediment_protocol::client::Client;
+
+const NOW: i64 = 1_800_000_000_000;
+
+async fn create(c: &Client, name: &str, configs: &[(&str, &str)]) -> (i16, Option<String>) {
+    let mut t = CreatableTopic::default();
+    t.name = topic_name(name);
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    t.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 5_000;
+    let resp = c.send(7, &req).await.unwrap();
+    let r = &resp.topics[0];
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+async fn alter(c: &Client, topic: &str, key: &str, value: &str) -> (i16, Option<String>) {
+    let mut cfg = AlterableConfig::default();
+    cfg.name = StrBytes::from_string(key.to_string());
+    cfg.config_operation = 0;
+    cfg.value = Some(StrBytes::from_string(value.to_string()));
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.to_string());
+    res.configs = vec![cfg];
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.send(1, &req).await.unwrap();
+    let r = &resp.responses[0];
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+async fn describe(c: &Client, topic: &str) -> Vec<(String, String, i8)> {
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.to_string());
+    res.configuration_keys = None; // all of them
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.send(4, &req).await.unwrap();
+    resp.results[0]
+        .configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                e.config_source,
+            )
+        })
+        .collect()
+}
+
+fn value_of(configs: &[(String, String, i8)], name: &str) -> String {
+    configs
+        .iter()
+        .find(|c| c.0 == name)
+        .map(|c| c.1.clone())
+        .unwrap_or_else(|| panic!("{name} not described"))
+}
+
+#[tokio::test]
+async fn configs_that_are_not_implemented_are_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    for (k, v) in [
+        ("cleanup.policy", "compact"),
+        ("cleanup.policy", "compact,delete"),
+        ("compression.type", "gzip"),
+        ("compression.type", "uncompressed"),
+    ] {
+        let (code, msg) = create(&c, "refused", &[(k, v)]).await;
+        assert_eq!(code, ResponseError::InvalidConfig.code(), "{k}={v}");
+        assert!(msg.unwrap().contains("not supported"), "{k}={v}");
+    }
+    assert!(tb.broker.registry.topic("refused").is_none());
+
+    assert_eq!(create(&c, "plain", &[]).await.0, 0);
+    let (code, msg) = alter(&c, "plain", "cleanup.policy", "compact").await;
+    assert_eq!(code, ResponseError::InvalidConfig.code());
+    assert!(msg.unwrap().contains("compaction is not supported"));
+    assert_eq!(
+        value_of(&describe(&c, "plain").await, "cleanup.policy"),
+        "delete"
+    );
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn describe_configs_reports_the_segment_settings_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.segment_bytes = 12345678;
+        c.segment_interval = Duration::from_millis(4321);
+    })
+    .await;
+    let c = tb.client().await;
+    assert_eq!(create(&c, "t", &[("segment.ms", "777")]).await.0, 0);
+    let d = describe(&c, "t").await;
+    assert_eq!(value_of(&d, "segment.bytes"), "12345678");
+    assert_eq!(value_of(&d, "segment.ms"), "777");
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn topic_segment_ms_decides_when_its_data_is_archived() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.segment_interval = Duration::from_secs(3600);
+        c.clock = clock.clone();
+    })
+    .await;
+    let c = tb.client().await;
+    assert_eq!(create(&c, "fast", &[("segment.ms", "1000")]).await.0, 0);
+    assert_eq!(create(&c, "slow", &[]).await.0, 0);
+    assert_eq!(produce(&c, "fast", 0, batch(&["a"])).await, (0, 0));
+    assert_eq!(produce(&c, "slow", 0, batch(&["b"])).await, (0, 0));
+    assert_eq!(tb.broker.upload_due(false).await, 0, "nothing due yet");
+    clock.advance(Duration::from_millis(1500));
+    assert_eq!(
+        tb.broker.upload_due(false).await,
+        1,
+        "the topic's 1 s has passed"
+    );
+    assert_eq!(
+        tb.broker.upload_due(false).await,
+        0,
+        "the other waits for the broker's hour"
+    );
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(tb.broker.upload_due(false).await, 1);
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn min_insync_replicas_above_one_refuses_acks_all_on_one_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    assert_eq!(
+        create(&c, "isr", &[("min.insync.replicas", "2")]).await.0,
+        0
+    );
+    assert_eq!(
+        produce(&c, "isr", 0, batch(&["x"])).await.0,
+        ResponseError::NotEnoughReplicas.code()
+    );
+    let resp = c
+        .send(9, &produce_request("isr", 0, batch(&["y"]), 1))
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0), "acks=1 needs no ISR");
+    tb.stop().await;
+}
+
+fn batch_timestamps(resp: &kafka_protocol::messages::FetchResponse) -> Vec<(bool, i64)> {
+    let p = &resp.responses[0].partitions[0];
+    let mut data = p.records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let h = sediment_protocol::batch::validate(&data, usize::MAX).unwrap();
+        let set = RecordBatchDecoder::decode(&mut data).unwrap();
+        assert!(set
+            .records
+            .iter()
+            .all(|r| (r.timestamp_type == TimestampType::LogAppend) == h[0].log_append_time()));
+        out.push((h[0].log_append_time(), h[0].max_timestamp));
+    }
+    out
+}
+
+#[tokio::test]
+async fn log_append_time_topics_get_the_broker_time_from_the_wal_and_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(NOW);
+    let tb = TestBroker::start_with(dir.path(), |c| c.clock = clock.clone()).await;
+    let c = tb.client().await;
+    assert_eq!(
+        create(&c, "lat", &[("message.timestamp.type", "LogAppendTime")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(create(&c, "ct", &[]).await.0, 0);
+    // The producer's timestamps are 1000 and 2000.
+    let resp = c
+        .send(9, &produce_request("lat", 0, batch(&["a", "b"]), -1))
+        .await
+        .unwrap();
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.log_append_time_ms), (0, NOW));
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(produce(&c, "lat", 0, batch(&["c"])).await, (0, 2));
+    assert_eq!(produce(&c, "ct", 0, batch(&["d", "e"])).await, (0, 0));
+
+    let want = vec![(true, NOW), (true, NOW + 5000)];
+    assert_eq!(batch_timestamps(&fetch(&c, "lat", 0, 0).await), want);
+    assert_eq!(
+        batch_timestamps(&fetch(&c, "ct", 0, 0).await),
+        vec![(false, 2000)],
+        "CreateTime keeps the producer's"
+    );
+    // Archived (the WAL is released at once in these tests) and read back from Parquet.
+    assert_eq!(tb.broker.upload_due(true).await, 2);
+    assert!(tb.broker.segments.disk_bytes() < 1 << 20);
+    let archived = fetch(&c, "lat", 0, 0).await;
+    assert_eq!(batch_timestamps(&archived), want);
+    assert_eq!(
+        list_offset(&c, "lat", NOW + 1).await,
+        (0, NOW + 5000, 2),
+        "ListOffsets by time sees the append time"
+    );
+    tb.stop().await;
+    let _ = Arc::clone(&clock);
+}
