@@ -47,8 +47,12 @@ const ENTRY_VERSION: u8 = 1;
 pub enum WalError {
     #[error("wal i/o on {path}: {message}")]
     Io { path: PathBuf, message: String },
-    #[error("wal is failed after an earlier write or sync error; restart to recover")]
+    #[error("wal is failed after an earlier sync error; restart to recover")]
     Failed,
+    /// A write failed (most often: the disk is full) and was rolled back; writes are refused
+    /// until the owner calls [`Wal::resume`], e.g. once space is free again.
+    #[error("wal writes are suspended after a failed write (disk full?); retry later")]
+    Suspended,
     #[error("wal is closed")]
     Closed,
     #[error("corrupt entry in {path} at byte {offset} (not the log tail): {reason}")]
@@ -303,9 +307,11 @@ pub fn remove_in_steps(path: &Path) -> std::io::Result<()> {
 /// A handle to the running log. Dropping every clone of the sender stops the thread after it
 /// has written and synced everything queued; [`Wal::close`] waits for that.
 pub struct Wal {
-    tx: Option<std::sync::mpsc::Sender<Append>>,
+    tx: Option<std::sync::mpsc::Sender<writer::Msg>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     segments: Segments,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+    suspended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Wal {
@@ -336,6 +342,7 @@ impl Wal {
         let (tx, rx) = std::sync::mpsc::channel();
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
         let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let suspended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let spawn_error = |e: std::io::Error| WalError::Io {
             path: PathBuf::new(),
             message: format!("spawning a wal thread: {e}"),
@@ -350,7 +357,8 @@ impl Wal {
             segments.clone(),
             sink,
             recovered.next_segment,
-            failed,
+            failed.clone(),
+            suspended.clone(),
             sync_tx,
         )?;
         let writer = std::thread::Builder::new()
@@ -363,6 +371,8 @@ impl Wal {
                 // Joined in this order: the writer first, whose end lets the syncer end.
                 threads: vec![writer, syncer],
                 segments,
+                failed,
+                suspended,
             },
             recovered,
         ))
@@ -371,9 +381,40 @@ impl Wal {
     /// Queues an append. Never blocks; the outcome arrives on `append.done`.
     pub fn submit(&self, append: Append) -> Result<(), WalError> {
         match &self.tx {
-            Some(tx) => tx.send(append).map_err(|_| WalError::Closed),
+            Some(tx) => tx
+                .send(writer::Msg::Append(append))
+                .map_err(|_| WalError::Closed),
             None => Err(WalError::Closed),
         }
+    }
+
+    /// True after a write failed and was rolled back: every append fails with
+    /// [`WalError::Suspended`] until [`Wal::resume`].
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes writes again after a suspension. The resume travels the append queue: appends
+    /// submitted before this call still fail (their offsets were given out before the owner
+    /// rolled its state back), appends submitted after it are written.
+    pub fn resume(&self) -> Result<(), WalError> {
+        match &self.tx {
+            Some(tx) => tx.send(writer::Msg::Resume).map_err(|_| WalError::Closed),
+            None => Err(WalError::Closed),
+        }
+    }
+
+    /// What is wrong with the log, if anything: a failed write or sync (nothing more is
+    /// acknowledged until a restart), or a writer or syncer thread that is gone while the log
+    /// is open.
+    pub fn problem(&self) -> Option<String> {
+        if self.failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some("failed after a write or sync error; restart to recover".into());
+        }
+        if self.tx.is_some() && self.threads.iter().any(|t| t.is_finished()) {
+            return Some("a wal thread stopped".into());
+        }
+        None
     }
 
     /// Readers of segment files.

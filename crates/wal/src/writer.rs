@@ -33,11 +33,30 @@ pub(crate) struct Writer {
     sink: Arc<dyn Sink>,
     current: Option<Open>,
     next_id: u64,
-    /// Set after a failed write or sync: the state of the file is unknown (a failed fsync may
-    /// have dropped dirty pages), so nothing more is acknowledged until a restart re-reads it.
+    /// Set after a failed sync (or a write that could not be rolled back): the state of the
+    /// file is unknown (a failed fsync may have dropped dirty pages, and Linux reports it only
+    /// once), so nothing more is acknowledged until a restart re-reads it.
     failed: Arc<AtomicBool>,
+    /// Set after a write that failed and was cut off again (the file ends where the last good
+    /// group ended): appends fail until a [`Msg::Resume`] comes through the queue.
+    suspended: Arc<AtomicBool>,
     buf: Vec<u8>,
     to_syncer: Option<Sender<Written>>,
+}
+
+/// What the queue carries.
+pub(crate) enum Msg {
+    Append(Append),
+    /// Clear a suspension: everything queued before it has been failed.
+    Resume,
+}
+
+/// Why a segment could not be started.
+enum RollError {
+    /// Finishing the old segment failed: the log's state is unknown.
+    Fatal(WalError),
+    /// The new file could not be made (no space, ...): it was removed; nothing is lost.
+    Retriable(WalError),
 }
 
 /// A group that is written and waits for its sync.
@@ -55,6 +74,7 @@ impl Writer {
         sink: Arc<dyn Sink>,
         next_id: u64,
         failed: Arc<AtomicBool>,
+        suspended: Arc<AtomicBool>,
         to_syncer: Sender<Written>,
     ) -> Result<Self, WalError> {
         Ok(Self {
@@ -64,19 +84,30 @@ impl Writer {
             current: None,
             next_id,
             failed,
+            suspended,
             buf: Vec::with_capacity(1 << 20),
             to_syncer: Some(to_syncer),
         })
     }
 
-    pub(crate) fn run(&mut self, rx: Receiver<Append>) {
+    pub(crate) fn run(&mut self, rx: Receiver<Msg>) {
         // An append taken from the queue that did not fit the previous group.
         let mut carry: Option<Append> = None;
+        // A resume taken from the queue while a group was being gathered: it applies after
+        // that group, in queue order.
+        let mut resume = false;
         loop {
+            if std::mem::take(&mut resume) {
+                self.resume();
+            }
             let first = match carry.take() {
                 Some(a) => a,
                 None => match rx.recv() {
-                    Ok(a) => a,
+                    Ok(Msg::Append(a)) => a,
+                    Ok(Msg::Resume) => {
+                        self.resume();
+                        continue;
+                    }
                     Err(_) => break,
                 },
             };
@@ -94,13 +125,17 @@ impl Writer {
             let limit = self.config.max_group_bytes.min(room);
             while bytes < limit {
                 match rx.try_recv() {
-                    Ok(a) if bytes + entry_len(&a) > limit => {
+                    Ok(Msg::Append(a)) if bytes + entry_len(&a) > limit => {
                         carry = Some(a);
                         break;
                     }
-                    Ok(a) => {
+                    Ok(Msg::Append(a)) => {
                         bytes += entry_len(&a);
                         group.push(a);
+                    }
+                    Ok(Msg::Resume) => {
+                        resume = true;
+                        break;
                     }
                     Err(_) => break,
                 }
@@ -112,29 +147,45 @@ impl Writer {
         debug!("wal writer stopped");
     }
 
-    fn roll(&mut self) -> Result<(), WalError> {
+    fn resume(&mut self) {
+        if self.suspended.swap(false, Ordering::SeqCst) {
+            tracing::info!("wal writes resumed");
+        }
+    }
+
+    fn roll(&mut self) -> Result<(), RollError> {
         // The syncer syncs only the newest segment; the old one is finished here.
         if let (Some(old), true) = (&self.current, self.config.sync) {
-            old.file
-                .sync_data()
-                .map_err(|e| WalError::io(&segment_path(&self.config.dir, old.id), e))?;
+            old.file.sync_data().map_err(|e| {
+                RollError::Fatal(WalError::io(&segment_path(&self.config.dir, old.id), e))
+            })?;
         }
         let id = self.next_id;
         let path = segment_path(&self.config.dir, id);
+        self.start_segment(id, &path).map_err(RollError::Retriable)
+    }
+
+    fn start_segment(&mut self, id: u64, path: &std::path::Path) -> Result<(), WalError> {
+        let path = path.to_path_buf();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .map_err(|e| WalError::io(&path, e))?;
-        file.write_all_at(&SEGMENT_MAGIC, 0)
-            .map_err(|e| WalError::io(&path, e))?;
-        if self.config.sync {
-            file.sync_all().map_err(|e| WalError::io(&path, e))?;
-            // The new name must be durable too, or a crash could lose the whole segment.
-            File::open(&self.config.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| WalError::io(&self.config.dir, e))?;
+        let prepare = || -> std::io::Result<()> {
+            file.write_all_at(&SEGMENT_MAGIC, 0)?;
+            if self.config.sync {
+                file.sync_all()?;
+                // The new name must be durable too, or a crash could lose the whole segment.
+                File::open(&self.config.dir).and_then(|d| d.sync_all())?;
+            }
+            Ok(())
+        };
+        if let Err(e) = prepare() {
+            // Nothing was written to the new file yet: remove it, so a retry starts afresh.
+            let _ = std::fs::remove_file(&path);
+            return Err(WalError::io(&path, e));
         }
         (&file)
             .seek(SeekFrom::Start(SEGMENT_MAGIC.len() as u64))
@@ -165,6 +216,9 @@ impl Writer {
         if self.failed.load(Ordering::SeqCst) {
             return Self::fail(group, WalError::Failed);
         }
+        if self.suspended.load(Ordering::SeqCst) {
+            return Self::fail(group, WalError::Suspended);
+        }
         let group_bytes: u64 = group
             .iter()
             .map(|a| (ENTRY_HEADER_LEN + a.data_len()) as u64)
@@ -180,10 +234,18 @@ impl Writer {
             }
         };
         if needs_roll {
-            if let Err(e) = self.roll() {
-                error!(error = %e, "wal segment roll failed");
-                self.failed.store(true, Ordering::SeqCst);
-                return Self::fail(group, e);
+            match self.roll() {
+                Ok(()) => {}
+                Err(RollError::Fatal(e)) => {
+                    error!(error = %e, "wal segment roll failed");
+                    self.failed.store(true, Ordering::SeqCst);
+                    return Self::fail(group, e);
+                }
+                Err(RollError::Retriable(e)) => {
+                    error!(error = %e, "starting a wal segment failed; writes suspended");
+                    self.suspended.store(true, Ordering::SeqCst);
+                    return Self::fail(group, e);
+                }
             }
         }
         let Some(open) = self.current.as_mut() else {
@@ -221,8 +283,24 @@ impl Writer {
         }
         let path = segment_path(&self.config.dir, open.id);
         if let Err(e) = write_all_vectored(&open.file, &mut slices) {
-            error!(error = %e, "wal write failed");
-            self.failed.store(true, Ordering::SeqCst);
+            // Part of the group may be in the file: cut it back to where the last good group
+            // ended, so the file holds only what was reported written. Then the failure is
+            // one of space or a passing error, and writes can resume; if the cut fails, the
+            // file's end is unknown and the log stays failed until a restart recovers it.
+            let cut = open.file.set_len(open.size).and_then(|()| {
+                let mut f: &File = &open.file;
+                f.seek(SeekFrom::Start(open.size)).map(|_| ())
+            });
+            match cut {
+                Ok(()) => {
+                    error!(error = %e, "wal write failed and was rolled back; writes suspended");
+                    self.suspended.store(true, Ordering::SeqCst);
+                }
+                Err(cut) => {
+                    error!(error = %e, cut = %cut, "wal write failed and could not be rolled back");
+                    self.failed.store(true, Ordering::SeqCst);
+                }
+            }
             return Self::fail(group, WalError::io(&path, e));
         }
         drop(slices);
