@@ -73,36 +73,32 @@ struct Cursor {
 }
 
 impl Archive {
-    pub async fn open(
+    /// The chunk cache: memory, plus `disk_bytes` of foyer's block engine under `dir`
+    /// (memory only below four blocks).
+    async fn build_cache(
         config: &BrokerConfig,
-        store: Arc<dyn ObjectStore>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+        dir: &std::path::Path,
+        disk_bytes: usize,
+    ) -> Result<HybridCache<String, Bytes>, String> {
         let builder = HybridCacheBuilder::new()
             .with_name("sediment-archive")
             .memory(config.cache_memory_bytes.max(1024 * 1024))
             .with_weighter(|k: &String, v: &Bytes| k.len() + v.len())
             .storage();
-        let builder = if config.cache_disk_bytes >= 4 * BLOCK_BYTES {
-            let dir: PathBuf = config
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("cache"));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("creating cache dir {}: {e}", dir.display()))?;
+        let builder = if disk_bytes >= 4 * BLOCK_BYTES {
             // Direct I/O: cache blocks go to the disk without a copy into the page cache (half
             // the broker's CPU during a cold catch-up went to that copy). Filesystems without
             // O_DIRECT (tmpfs) get buffered I/O.
-            let device = match FsDeviceBuilder::new(&dir)
-                .with_capacity(config.cache_disk_bytes)
+            let device = match FsDeviceBuilder::new(dir)
+                .with_capacity(disk_bytes)
                 .with_direct(true)
                 .build()
             {
                 Ok(device) => device,
                 Err(e) => {
                     tracing::info!(dir = %dir.display(), error = %e, "disk cache without direct I/O");
-                    FsDeviceBuilder::new(&dir)
-                        .with_capacity(config.cache_disk_bytes)
+                    FsDeviceBuilder::new(dir)
+                        .with_capacity(disk_bytes)
                         .build()
                         .map_err(|e| format!("opening the disk cache in {}: {e}", dir.display()))?
                 }
@@ -111,13 +107,54 @@ impl Archive {
         } else {
             builder
         };
-        let chunks = builder
+        builder
             .build()
             .await
-            .map_err(|e| format!("building the archive cache: {e}"))?;
+            .map_err(|e| format!("building the archive cache: {e}"))
+    }
+
+    pub async fn open(
+        config: &BrokerConfig,
+        store: Arc<dyn ObjectStore>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let dir: PathBuf = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("cache"));
+        // The disk part never takes more than a quarter of its filesystem (a small data volume
+        // must keep room for the WAL), and a disk part that cannot be made (a full disk at
+        // start-up) leaves the cache in memory rather than the broker down.
+        let mut disk_bytes = config.cache_disk_bytes;
+        if disk_bytes >= 4 * BLOCK_BYTES {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "no disk cache: its directory cannot be made");
+                disk_bytes = 0;
+            } else if let Ok(fs) = crate::disk::space(&dir) {
+                let fitting = crate::disk::fitting_cache_bytes(disk_bytes, fs.total);
+                if fitting < disk_bytes {
+                    tracing::info!(
+                        asked = disk_bytes,
+                        fitting,
+                        filesystem = fs.total,
+                        "disk cache shrunk to a quarter of its filesystem"
+                    );
+                    disk_bytes = fitting;
+                }
+            }
+        }
+        let chunks = match Self::build_cache(config, &dir, disk_bytes).await {
+            Ok(c) => c,
+            Err(e) if disk_bytes >= 4 * BLOCK_BYTES => {
+                tracing::warn!(error = %e, "disk cache unavailable; caching in memory only");
+                disk_bytes = 0;
+                Self::build_cache(config, &dir, 0).await?
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(
             memory_bytes = config.cache_memory_bytes,
-            disk_bytes = config.cache_disk_bytes,
+            disk_bytes,
             "archive read cache"
         );
         let footers = CacheBuilder::new(64 * 1024 * 1024)

@@ -51,7 +51,9 @@ pub struct BrokerConfig {
     pub readahead_chunks: usize,
     /// Most bytes the WAL may hold on disk; beyond it (object storage down or slow) produce
     /// requests get the retriable KAFKA_STORAGE_ERROR until uploads free space.
-    pub wal_budget_bytes: u64,
+    /// `None`: sized from the data directory's filesystem at start-up
+    /// ([`crate::disk::default_wal_budget`]).
+    pub wal_budget_bytes: Option<u64>,
     /// WAL bytes kept after their batches are archived (Kafka's local retention): consumers
     /// near the tail read them from the WAL; above it, archived WAL segments are deleted
     /// oldest first down to half of it.
@@ -97,7 +99,7 @@ impl BrokerConfig {
             cache_disk_bytes: 1024 * 1024 * 1024,
             cache_dir: None,
             readahead_chunks: 8,
-            wal_budget_bytes: 4 * 1024 * 1024 * 1024,
+            wal_budget_bytes: None,
             wal_retain_bytes: 1024 * 1024 * 1024,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,

@@ -11,12 +11,41 @@ use tokio::net::TcpListener;
 
 use crate::Broker;
 
+/// Liveness: every part of the broker is running (a failed background task or WAL fails it;
+/// a restart is what fixes those). Shutting down is still alive.
 async fn health(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    if *b.shutdown_signal().borrow() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    let r = b.health_report();
+    let status = if r.live {
+        StatusCode::OK
     } else {
-        (StatusCode::OK, "ok\n")
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        body(if r.live { "ok" } else { "failed" }, &r.problems),
+    )
+}
+
+/// Readiness: the broker takes traffic (not failed, not shutting down). Partitions whose
+/// uploads fail permanently make it `degraded` (still 200: the broker serves, an operator
+/// must look).
+async fn ready(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let r = b.health_report();
+    let (status, word) = match (r.ready, r.problems.is_empty()) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (true, false) => (StatusCode::OK, "degraded"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+    };
+    (status, body(word, &r.problems))
+}
+
+fn body(first: &str, problems: &[String]) -> String {
+    let mut s = format!("{first}\n");
+    for p in problems {
+        s.push_str(p);
+        s.push('\n');
     }
+    s
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
@@ -37,6 +66,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) -> std::io::Resul
     let mut stop = broker.shutdown_signal();
     let app = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(broker);
     axum::serve(listener, app)

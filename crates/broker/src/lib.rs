@@ -9,8 +9,10 @@
 pub mod archive;
 pub mod clock;
 pub mod config;
+pub mod disk;
 pub mod groups;
 pub mod handlers;
+pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
@@ -56,6 +58,17 @@ pub struct Broker {
     pub archive: Arc<archive::Archive>,
     encoders: uploader::EncoderPool,
     pub coordinator: groups::Coordinator,
+    /// What `/health` and `/ready` report.
+    pub health: Arc<health::Health>,
+    /// Most WAL bytes on disk before producers are refused (from the config, or sized from
+    /// the filesystem).
+    pub wal_budget: u64,
+    /// Free space on the WAL's filesystem below which producers are refused, and the free
+    /// space last measured (by [`Broker::run_disk_watch`]).
+    pub disk_reserve: u64,
+    disk_free: std::sync::atomic::AtomicU64,
+    /// The background loops, owned here and awaited at shutdown.
+    background: Mutex<Option<tokio::task::JoinSet<()>>>,
     cluster_id: String,
     /// The current block of producer ids: next to hand out, end of block.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -74,7 +87,15 @@ impl Broker {
         meta: Arc<dyn MetaStore>,
         object_store: Store,
     ) -> Result<Arc<Self>, StartError> {
-        object_store.check().await?;
+        match object_store.check().await {
+            Ok(()) => {}
+            // A local store on a full disk: start anyway, so what is stored can be read and
+            // uploads resume once space is back.
+            Err(e) if object_store.local.is_some() && disk::is_no_space(&e) => {
+                tracing::warn!(error = %e, "the local object store's disk is full; starting to serve reads");
+            }
+            Err(e) => return Err(e.into()),
+        }
         let cluster_id = meta.cluster_id().await?;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(metrics.clone(), config.clock.clone()));
@@ -89,7 +110,36 @@ impl Broker {
                 .await
                 .map_err(StartError::State)?,
         );
-        let mut wal_config = WalConfig::new(config.data_dir.join("wal"));
+        let wal_dir = config.data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)
+            .map_err(|e| StartError::State(format!("creating {}: {e}", wal_dir.display())))?;
+        let fs = disk::space(&wal_dir).map_err(|e| {
+            StartError::State(format!(
+                "reading the size of {}'s filesystem: {e}",
+                wal_dir.display()
+            ))
+        })?;
+        let cache_dir = config
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("cache"));
+        let cache_here = if disk::same_fs(&wal_dir, &cache_dir) {
+            disk::fitting_cache_bytes(config.cache_disk_bytes, fs.total) as u64
+        } else {
+            0
+        };
+        let wal_budget = config
+            .wal_budget_bytes
+            .unwrap_or_else(|| disk::default_wal_budget(fs.total, cache_here));
+        let disk_reserve = disk::reserve_bytes(fs.total);
+        info!(
+            filesystem_bytes = fs.total,
+            available_bytes = fs.available,
+            wal_budget,
+            disk_reserve,
+            "wal disk"
+        );
+        let mut wal_config = WalConfig::new(wal_dir);
         wal_config.segment_bytes = config.wal_segment_bytes;
         wal_config.sync = config.wal_sync;
         let (wal, recovered) = Wal::open(wal_config, registry.clone())?;
@@ -119,6 +169,11 @@ impl Broker {
                 std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)),
             ),
             coordinator: groups::Coordinator::new(config_groups),
+            health: Arc::default(),
+            wal_budget,
+            disk_reserve,
+            disk_free: std::sync::atomic::AtomicU64::new(fs.available),
+            background: Mutex::new(Some(tokio::task::JoinSet::new())),
             cluster_id,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             shutdown,
@@ -142,6 +197,83 @@ impl Broker {
     /// Asks every connection to stop taking requests.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Starts the background loops (uploader every `uploader_tick`, retention, offset expiry)
+    /// under the broker's supervision: one that ends before shutdown, or panics, is recorded
+    /// in [`Broker::health`] and fails `/health`.
+    pub fn start_background(self: &Arc<Self>, uploader_tick: std::time::Duration) {
+        let b = self.clone();
+        self.supervise(
+            "uploader",
+            async move { b.run_uploader(uploader_tick).await },
+        );
+        let b = self.clone();
+        self.supervise("retention", async move { b.run_retention().await });
+        let b = self.clone();
+        self.supervise("disk watch", async move {
+            b.run_disk_watch(std::time::Duration::from_millis(100))
+                .await
+        });
+        let b = self.clone();
+        self.supervise("offset expiry", async move {
+            b.run_offset_expiry(std::time::Duration::from_secs(60))
+                .await
+        });
+    }
+
+    /// Runs `task` in the broker's set of background tasks, recording how it ends.
+    pub fn supervise(
+        self: &Arc<Self>,
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        use futures::FutureExt;
+        let (health, stop) = (self.health.clone(), self.shutdown_signal());
+        let wrapped = async move {
+            match std::panic::AssertUnwindSafe(task).catch_unwind().await {
+                Ok(()) if *stop.borrow() => {}
+                Ok(()) => {
+                    tracing::error!(task = name, "background task stopped unexpectedly");
+                    health.fail(name, "stopped unexpectedly");
+                }
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panicked".into());
+                    tracing::error!(task = name, panic = %why, "background task panicked");
+                    health.fail(name, format!("panicked: {why}"));
+                }
+            }
+        };
+        match self.background.lock() {
+            Ok(mut set) => match set.as_mut() {
+                Some(set) => {
+                    set.spawn(wrapped);
+                }
+                None => tracing::warn!(task = name, "not started: the broker is stopping"),
+            },
+            Err(_) => tracing::warn!(task = name, "not started: supervisor poisoned"),
+        }
+    }
+
+    /// Waits for every background task to finish (call after [`Broker::begin_shutdown`]).
+    pub async fn stop_background(&self) {
+        let set = self.background.lock().ok().and_then(|mut s| s.take());
+        if let Some(mut set) = set {
+            while set.join_next().await.is_some() {}
+        }
+    }
+
+    /// What the health endpoints report now.
+    pub fn health_report(&self) -> health::Report {
+        let wal = match self.wal.lock() {
+            Ok(w) => w.as_ref().and_then(Wal::problem),
+            Err(_) => Some("wal lock poisoned".into()),
+        };
+        self.health.report(wal, *self.shutdown.borrow())
     }
 
     /// Writes and syncs whatever the WAL holds, then closes it.
@@ -298,4 +430,114 @@ impl Broker {
 /// Resolves once `rx` reports shutdown (or its sender is gone).
 pub async fn wait_stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await.map(|_| ());
+}
+
+impl Broker {
+    /// Why produce is refused right now for lack of disk, if it is: the WAL is suspended after
+    /// a failed write, or free space on its filesystem is below the reserve.
+    pub fn disk_refusal(&self) -> Option<String> {
+        if self.wal_suspended() {
+            return Some(
+                "the write-ahead log's disk is full: writes resume once space is free; retry later"
+                    .into(),
+            );
+        }
+        let free = self.disk_free.load(std::sync::atomic::Ordering::Relaxed);
+        (free < self.disk_reserve).then(|| {
+            format!(
+                "the write-ahead log's disk has {free} bytes free, below the {} kept in reserve; \
+                 retry later",
+                self.disk_reserve
+            )
+        })
+    }
+
+    /// Whether the WAL refuses writes after a failed one (see [`sediment_wal::Wal::resume`]).
+    pub fn wal_suspended(&self) -> bool {
+        self.wal
+            .lock()
+            .map(|w| w.as_ref().is_some_and(Wal::is_suspended))
+            .unwrap_or(false)
+    }
+
+    /// Measures free space on the WAL's filesystem, and resumes a suspended WAL once there is
+    /// room again. Returns whether it resumed.
+    pub fn check_disk(&self) -> bool {
+        let wal_dir = self.config.data_dir.join("wal");
+        if let Ok(fs) = disk::space(&wal_dir) {
+            self.disk_free
+                .store(fs.available, std::sync::atomic::Ordering::Relaxed);
+        }
+        let free = self.disk_free.load(std::sync::atomic::Ordering::Relaxed);
+        if self.wal_suspended() && free >= self.disk_reserve {
+            return self.resume_wal();
+        }
+        false
+    }
+
+    /// Rolls every partition back to what the WAL wrote, then resumes the WAL.
+    ///
+    /// Offsets are handed out when a batch is queued, before it is written; the batches whose
+    /// write failed (and everything queued behind them, which the suspended WAL failed too)
+    /// hold offsets that now belong to nothing. With every partition's lock held, so that no
+    /// batch is queued meanwhile, each partition's next offset goes back to the end of what
+    /// was written, idempotent producer state forgets the failed batches (their retries must
+    /// be appended, not answered as duplicates), and the resume is queued behind every failed
+    /// append. Offsets stay dense, and nothing written is touched.
+    fn resume_wal(&self) -> bool {
+        let partitions: Vec<Arc<log::Partition>> = self
+            .registry
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        let mut guards = Vec::with_capacity(partitions.len());
+        for p in &partitions {
+            match p.state.lock() {
+                Ok(g) => guards.push(g),
+                Err(_) => return false,
+            }
+        }
+        let mut rolled_back = 0i64;
+        for st in guards.iter_mut() {
+            let written_end = st
+                .index
+                .last()
+                .map_or(st.high_watermark.max(st.uploaded_end), |e| e.end_offset);
+            if st.next_offset > written_end {
+                rolled_back += st.next_offset - written_end;
+                st.next_offset = written_end;
+                st.rollbacks += 1;
+                for p in st.producers.values_mut() {
+                    p.batches.retain(|b| b.end_offset <= written_end);
+                }
+            }
+        }
+        let resumed = match self.wal.lock() {
+            Ok(w) => w.as_ref().is_some_and(|w| w.resume().is_ok()),
+            Err(_) => false,
+        };
+        drop(guards);
+        if resumed {
+            info!(
+                offsets_rolled_back = rolled_back,
+                "disk space is back: wal writes resume"
+            );
+        }
+        resumed
+    }
+
+    /// Runs [`Broker::check_disk`] every `every` until shutdown.
+    pub async fn run_disk_watch(self: Arc<Self>, every: std::time::Duration) {
+        let mut stop = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = wait_stopped(&mut stop) => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let b = self.clone();
+            // statvfs and the partition locks: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || b.check_disk()).await;
+        }
+    }
 }

@@ -51,6 +51,8 @@ pub struct PartitionState {
     /// Failed upload attempts in a row, and when the next may start (exponential backoff).
     pub upload_failures: u32,
     pub upload_retry_at: Option<std::time::Duration>,
+    /// Times this partition's unwritten offsets were taken back after a failed WAL write.
+    pub rollbacks: u64,
     /// Committed archive segments ending after the log start, in offset order (replaced, not
     /// mutated, so readers can take it out of the lock cheaply).
     pub archive: Arc<Vec<SegmentEntry>>,

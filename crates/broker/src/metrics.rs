@@ -12,6 +12,13 @@ pub struct ApiLabel {
     pub api: String,
 }
 
+/// Labels of per-partition gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct PartitionLabel {
+    pub topic: String,
+    pub partition: i32,
+}
+
 /// The broker's metrics.
 pub struct Metrics {
     pub requests: Family<ApiLabel, Counter>,
@@ -25,6 +32,8 @@ pub struct Metrics {
     pub segments_uploaded: Counter,
     pub segment_bytes_uploaded: Counter,
     pub upload_errors: Counter,
+    /// 1 while a partition's uploads fail for a reason retrying will not fix.
+    pub upload_stuck: Family<PartitionLabel, Gauge>,
     /// Durable bytes not yet in archive segments, summed over partitions.
     pub upload_lag_bytes: Gauge,
     pub wal_disk_bytes: Gauge,
@@ -53,6 +62,7 @@ impl Default for Metrics {
             segments_uploaded: Counter::default(),
             segment_bytes_uploaded: Counter::default(),
             upload_errors: Counter::default(),
+            upload_stuck: Family::default(),
             upload_lag_bytes: Gauge::default(),
             wal_disk_bytes: Gauge::default(),
             wal_released_bytes: Counter::default(),
@@ -113,6 +123,11 @@ impl Default for Metrics {
             "upload_errors",
             "Failed segment uploads (retried)",
             m.upload_errors.clone(),
+        );
+        registry.register(
+            "partition_upload_stuck",
+            "1 while a partition's segment uploads fail permanently (see /ready and the log)",
+            m.upload_stuck.clone(),
         );
         registry.register(
             "upload_lag_bytes",

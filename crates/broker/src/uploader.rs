@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use sediment_meta::SegmentEntry;
 use sediment_storage::segment::{self, ObjectWrite, SegmentEncoder, SegmentMeta, WriteOptions};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::log::{Partition, Topic};
 use crate::{wait_stopped, Broker};
@@ -92,12 +92,63 @@ fn lower_priority() {
     }
 }
 
+/// Why an upload did not complete. What the uploader does next depends on which.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UploadError {
+    /// The object store or the metadata store failed in a way that may pass (unreachable,
+    /// throttled, out of space): retried with backoff, the WAL keeps the data meanwhile.
+    #[error("{0}")]
+    Retriable(String),
+    /// The partition's data cannot be archived as it is (a stored batch that does not decode,
+    /// WAL data that cannot be read back): retrying will not help, so the partition is marked
+    /// stuck (error log, `sediment_partition_upload_stuck`, `/ready` degraded) and retried
+    /// only at the longest backoff, in case an operator fixed the cause.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl UploadError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, UploadError::Permanent(_))
+    }
+}
+
+fn from_segment(e: &segment::SegmentError) -> UploadError {
+    use segment::SegmentError as S;
+    match e {
+        S::Store(_) => UploadError::Retriable(e.to_string()),
+        S::Batch(_) | S::Empty | S::Parquet(_) | S::Arrow(_) | S::Format(_) => {
+            UploadError::Permanent(e.to_string())
+        }
+    }
+}
+
+fn from_meta(e: &sediment_meta::MetaError) -> UploadError {
+    match e {
+        sediment_meta::MetaError::Unavailable(_) => {
+            UploadError::Retriable(format!("committing the index entry: {e}"))
+        }
+        _ => UploadError::Permanent(format!("committing the index entry: {e}")),
+    }
+}
+
+/// Failure of one step of the encoder job (run on an encoder thread).
+enum JobError {
+    Wal(String),
+    Segment(segment::SegmentError),
+    /// Writing the object out (network or local disk): retriable.
+    Io(std::io::Error),
+}
+
 /// Wait before the next upload attempt of a partition after `failures` failures in a row:
 /// 250 ms doubling up to 30 s (the object store client has retried each request already).
 fn retry_delay(failures: u32) -> Duration {
     let ms = 250u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
-    Duration::from_millis(ms.min(30_000))
+    Duration::from_millis(ms).min(MAX_RETRY_DELAY)
 }
+
+/// The longest wait between attempts (and the wait after a permanent failure).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 /// Largest segment built in one go, as a multiple of `segment_bytes`.
 const MAX_SEGMENT_FACTOR: u64 = 2;
@@ -186,11 +237,14 @@ impl Broker {
                 let result = self.upload_partition(&topic, i, &partition).await;
                 let failures = match partition.state.lock() {
                     Ok(mut st) => {
-                        if result.is_err() {
+                        if let Err(e) = &result {
                             st.upload_failures = st.upload_failures.saturating_add(1);
-                            st.upload_retry_at = Some(
-                                self.config.clock.monotonic() + retry_delay(st.upload_failures),
-                            );
+                            let delay = if e.is_permanent() {
+                                MAX_RETRY_DELAY
+                            } else {
+                                retry_delay(st.upload_failures)
+                            };
+                            st.upload_retry_at = Some(self.config.clock.monotonic() + delay);
                         } else {
                             st.upload_failures = 0;
                             st.upload_retry_at = None;
@@ -199,16 +253,40 @@ impl Broker {
                     }
                     Err(_) => 0,
                 };
+                let label = crate::metrics::PartitionLabel {
+                    topic: topic.meta.name.clone(),
+                    partition: i,
+                };
+                if !matches!(result, Err(UploadError::Permanent(_)))
+                    && self.health.clear_stuck(&topic.meta.name, i)
+                {
+                    self.metrics.upload_stuck.remove(&label);
+                    info!(topic = %topic.meta.name, partition = i, "partition uploads work again");
+                }
                 match result {
                     Ok(Some(_)) => 1,
                     Ok(None) => 0,
-                    Err(e) => {
+                    Err(UploadError::Retriable(e)) => {
                         self.metrics.upload_errors.inc();
                         warn!(
                             topic = %topic.meta.name, partition = i, error = %e, failures,
                             retry_in_ms = retry_delay(failures).as_millis() as u64,
                             "segment upload failed; will retry"
                         );
+                        0
+                    }
+                    Err(UploadError::Permanent(e)) => {
+                        self.metrics.upload_errors.inc();
+                        self.metrics.upload_stuck.get_or_create(&label).set(1);
+                        // Loudly, but once per state change, not once per retry.
+                        if self.health.set_stuck(&topic.meta.name, i, &e) {
+                            error!(
+                                topic = %topic.meta.name, partition = i, error = %e,
+                                "partition cannot be archived: its WAL data stays pinned until \
+                                 this is fixed; retrying every {} s",
+                                MAX_RETRY_DELAY.as_secs()
+                            );
+                        }
                         0
                     }
                 }
@@ -247,7 +325,9 @@ impl Broker {
         // Archived segments stay while the WAL is within `wal_retain_bytes` (consumers near the
         // tail read them from the page cache); beyond it the oldest go until half of it is
         // left, so releases (each with a producer snapshot) come in batches.
-        let retain = self.config.wal_retain_bytes;
+        // Retaining more than half the budget would leave producers refused while archived
+        // data sits in the WAL.
+        let retain = self.config.wal_retain_bytes.min(self.wal_budget / 2);
         let sizes = self.segments.sizes();
         let mut left: u64 = sizes.iter().map(|s| s.1).sum();
         if left <= retain {
@@ -333,7 +413,7 @@ impl Broker {
         topic: &Arc<Topic>,
         index: i32,
         p: &Partition,
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, UploadError> {
         let started = self.config.clock.monotonic();
         let limit = topic
             .segment_bytes
@@ -344,7 +424,7 @@ impl Broker {
             let st = p
                 .state
                 .lock()
-                .map_err(|_| "partition state poisoned".to_string())?;
+                .map_err(|_| UploadError::Permanent("partition state poisoned".into()))?;
             let from = st.find(st.uploaded_end);
             let mut taken = 0u64;
             let entries: Vec<_> = st.index[from..]
@@ -391,21 +471,39 @@ impl Broker {
             .run(move || {
                 // Local files are written by this thread itself, at its low priority.
                 let out = match &local {
-                    Some(l) => ObjectWrite::local(&l.fs, &target).map_err(|e| e.to_string())?,
+                    Some(l) => ObjectWrite::local(&l.fs, &target).map_err(JobError::Io)?,
                     None => ObjectWrite::new(handle, store, target, part_bytes),
                 };
+                // A failure from here on drops the encoder and its ObjectWrite, which aborts
+                // the multipart upload (or removes the staged file): nothing is left behind.
                 let mut enc = SegmentEncoder::new(out, &meta, &WriteOptions::default())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(JobError::Segment)?;
                 for e in &entries {
-                    let batch = segments.read(&e.pos).map_err(|e| e.to_string())?;
-                    enc.push(&batch).map_err(|e| e.to_string())?;
+                    let batch = segments
+                        .read(&e.pos)
+                        .map_err(|e| JobError::Wal(e.to_string()))?;
+                    enc.push(&batch).map_err(JobError::Segment)?;
                 }
-                let (out, info) = enc.finish().map_err(|e| e.to_string())?;
-                out.finish().map_err(|e| e.to_string())?;
-                Ok::<_, String>(info)
+                let (out, info) = enc.finish().map_err(JobError::Segment)?;
+                out.finish().map_err(JobError::Io)?;
+                Ok::<_, JobError>(info)
             })
-            .await?
-            .map_err(|e| format!("writing {path}: {e}"))?;
+            .await
+            .map_err(UploadError::Retriable)?
+            .map_err(|e| match e {
+                JobError::Wal(m) => {
+                    UploadError::Permanent(format!("reading WAL data for {path}: {m}"))
+                }
+                JobError::Segment(e) => match from_segment(&e) {
+                    UploadError::Retriable(m) => {
+                        UploadError::Retriable(format!("writing {path}: {m}"))
+                    }
+                    UploadError::Permanent(m) => {
+                        UploadError::Permanent(format!("writing {path}: {m}"))
+                    }
+                },
+                JobError::Io(e) => UploadError::Retriable(format!("writing {path}: {e}")),
+            })?;
         let entry = SegmentEntry {
             base_offset: info.base_offset,
             end_offset: info.end_offset,
@@ -418,7 +516,7 @@ impl Broker {
         self.meta
             .add_segment(topic.meta.id, index, entry.clone())
             .await
-            .map_err(|e| format!("committing the index entry: {e}"))?;
+            .map_err(|e| from_meta(&e))?;
         let mut below_log_start = false;
         if let Ok(mut st) = p.state.lock() {
             below_log_start = entry.end_offset <= st.log_start_offset;

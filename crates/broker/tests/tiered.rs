@@ -293,7 +293,7 @@ async fn a_full_wal_budget_answers_producers_with_a_retriable_error_until_upload
     let dir = tempfile::tempdir().unwrap();
     let tb = TestBroker::start_with(dir.path(), |c| {
         c.wal_segment_bytes = 1024;
-        c.wal_budget_bytes = 4096;
+        c.wal_budget_bytes = Some(4096);
     })
     .await;
     let c = tb.client().await;

@@ -62,9 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.cache_dir = s.cache_dir.clone();
     config.readahead_chunks = s.readahead_chunks;
     config.wal_budget_bytes = s.wal_budget_bytes;
-    // Retaining more than half the budget would leave producers refused while archived data
-    // sits in the WAL.
-    config.wal_retain_bytes = s.wal_retain_bytes.min(s.wal_budget_bytes / 2);
+    config.wal_retain_bytes = s.wal_retain_bytes;
     config.retention_ms = s.retention_ms;
     config.retention_bytes = s.retention_bytes;
     config.retention_check_interval = std::time::Duration::from_millis(s.retention_check_ms);
@@ -90,20 +88,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener));
     let kafka_task = tokio::spawn(server::run(broker.clone(), kafka));
-    tokio::spawn(
-        broker
-            .clone()
-            .run_offset_expiry(std::time::Duration::from_secs(60)),
-    );
     let tick = std::time::Duration::from_millis(s.segment_ms.clamp(50, 1000));
-    tokio::spawn(broker.clone().run_uploader(tick));
-    tokio::spawn(broker.clone().run_retention());
+    broker.start_background(tick);
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");
     broker.begin_shutdown();
     let _ = kafka_task.await;
     let _ = http_task.await;
+    // The uploader finishes the segment it is writing (or aborts it) before the WAL closes.
+    broker.stop_background().await;
     broker.close_wal();
     info!("stopped");
     Ok(())

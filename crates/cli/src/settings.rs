@@ -169,7 +169,7 @@ pub struct Settings {
     pub cache_memory_bytes: usize,
     pub cache_disk_bytes: usize,
     pub readahead_chunks: usize,
-    pub wal_budget_bytes: u64,
+    pub wal_budget_bytes: Option<u64>,
     pub wal_retain_bytes: u64,
     pub retention_ms: i64,
     pub retention_bytes: i64,
@@ -261,10 +261,7 @@ impl Settings {
                 .wal_retain_bytes
                 .or(file.wal_retain_bytes)
                 .unwrap_or(1024 * 1024 * 1024),
-            wal_budget_bytes: args
-                .wal_budget_bytes
-                .or(file.wal_budget_bytes)
-                .unwrap_or(4 * 1024 * 1024 * 1024),
+            wal_budget_bytes: args.wal_budget_bytes.or(file.wal_budget_bytes),
             retention_ms: args
                 .retention_ms
                 .or(file.retention_ms)
@@ -379,7 +376,7 @@ mod tests {
         assert_eq!(s.s3.aws_allow_http, Some(true));
         assert_eq!(
             (s.wal_budget_bytes, s.retention_ms, s.retention_bytes),
-            (1 << 20, -1, 5000)
+            (Some(1 << 20), -1, 5000)
         );
         assert_eq!(s.cache_disk_bytes, 0);
         assert_eq!(

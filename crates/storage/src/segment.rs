@@ -457,7 +457,8 @@ pub fn encode_segment(
 /// bytes are handed over in parts of `part_bytes`, and an object larger than that becomes a
 /// multipart upload. Nothing is visible under the path until [`ObjectWrite::finish`] completes.
 pub struct ObjectWrite {
-    sink: Sink,
+    /// `None` once finished or aborted; dropped with `Some`, the write is aborted.
+    sink: Option<Sink>,
     pending: Vec<u8>,
     part_bytes: usize,
 }
@@ -488,10 +489,10 @@ impl ObjectWrite {
     ) -> Self {
         let part_bytes = part_bytes.max(MIN_PART_BYTES);
         Self {
-            sink: Sink::Runtime {
+            sink: Some(Sink::Runtime {
                 handle,
                 inner: BufWriter::with_capacity(store, path, part_bytes),
-            },
+            }),
             pending: Vec::new(),
             part_bytes,
         }
@@ -505,7 +506,7 @@ impl ObjectWrite {
     ) -> std::io::Result<Self> {
         let dest = fs.path_to_filesystem(path).map_err(std::io::Error::other)?;
         Ok(Self {
-            sink: Sink::Local(crate::local::LocalFile::create(dest)?),
+            sink: Some(Sink::Local(crate::local::LocalFile::create(dest)?)),
             pending: Vec::with_capacity(LOCAL_WRITE_BYTES),
             part_bytes: LOCAL_WRITE_BYTES,
         })
@@ -516,13 +517,14 @@ impl ObjectWrite {
             return Ok(());
         }
         match &mut self.sink {
-            Sink::Runtime { handle, inner } => {
+            None => Err(std::io::Error::other("object write already ended")),
+            Some(Sink::Runtime { handle, inner }) => {
                 let part = Bytes::from(std::mem::take(&mut self.pending));
                 handle
                     .block_on(inner.put(part))
                     .map_err(std::io::Error::other)
             }
-            Sink::Local(file) => {
+            Some(Sink::Local(file)) => {
                 file.write_all(&self.pending)?;
                 self.pending.clear();
                 Ok(())
@@ -533,21 +535,49 @@ impl ObjectWrite {
     /// Uploads what is left and completes the object.
     pub fn finish(mut self) -> std::io::Result<()> {
         self.hand_over()?;
-        match self.sink {
-            Sink::Runtime { handle, mut inner } => handle.block_on(inner.shutdown()),
-            Sink::Local(file) => file.finish(),
+        match self.sink.take() {
+            None => Err(std::io::Error::other("object write already ended")),
+            Some(Sink::Runtime { handle, mut inner }) => {
+                let done = handle.block_on(inner.shutdown());
+                if done.is_err() {
+                    // A failed completion leaves the upload open on the server: abort it.
+                    let _ = handle.block_on(inner.abort());
+                }
+                done
+            }
+            Some(Sink::Local(file)) => file.finish(),
         }
     }
 
     /// Gives up, removing any parts already uploaded.
-    pub fn abort(self) {
-        match self.sink {
-            Sink::Runtime { handle, mut inner } => {
-                let _ = handle.block_on(inner.abort());
+    pub fn abort(mut self) {
+        self.abort_now();
+    }
+
+    fn abort_now(&mut self) {
+        match self.sink.take() {
+            None => {}
+            Some(Sink::Runtime { handle, mut inner }) => {
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    // Dropped on a runtime thread, where blocking is not allowed.
+                    handle.spawn(async move {
+                        let _ = inner.abort().await;
+                    });
+                } else {
+                    let _ = handle.block_on(inner.abort());
+                }
             }
             // Dropping it removes the staged file.
-            Sink::Local(file) => drop(file),
+            Some(Sink::Local(file)) => drop(file),
         }
+    }
+}
+
+impl Drop for ObjectWrite {
+    /// A write that was neither finished nor aborted (an error part way, a panic) is aborted,
+    /// so no multipart upload is abandoned on the server, holding its parts (and their cost).
+    fn drop(&mut self) {
+        self.abort_now();
     }
 }
 
@@ -1278,5 +1308,158 @@ mod tests {
         let a = object_path(&ObjectPath::from("x"), "t", 0, 9, 0);
         let b = object_path(&ObjectPath::from("x"), "t", 0, 10, 0);
         assert!(a.as_ref() < b.as_ref());
+    }
+}
+
+#[cfg(test)]
+mod abort_tests {
+    use super::*;
+    use futures::stream::BoxStream;
+    use object_store::{
+        GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
+        PutOptions, PutPayload, PutResult, UploadPart,
+    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An in-memory store that counts multipart uploads begun, completed and aborted.
+    #[derive(Debug, Default)]
+    struct Counting {
+        inner: object_store::memory::InMemory,
+        counts: Arc<[AtomicUsize; 3]>,
+    }
+
+    impl std::fmt::Display for Counting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "counting")
+        }
+    }
+
+    #[derive(Debug)]
+    struct Upload {
+        inner: Box<dyn MultipartUpload>,
+        counts: Arc<[AtomicUsize; 3]>,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for Upload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            self.inner.put_part(data)
+        }
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.counts[1].fetch_add(1, Ordering::SeqCst);
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.counts[2].fetch_add(1, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Counting {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.counts[0].fetch_add(1, Ordering::SeqCst);
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(Upload {
+                inner,
+                counts: self.counts.clone(),
+            }))
+        }
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn write_parts(store: Arc<Counting>, finish: bool) {
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let mut w = ObjectWrite::new(
+                handle,
+                store as Arc<dyn ObjectStore>,
+                ObjectPath::from("seg.parquet"),
+                MIN_PART_BYTES,
+            );
+            // Two parts' worth: the upload is multipart by now.
+            w.write_all(&vec![7u8; 2 * MIN_PART_BYTES + 1]).unwrap();
+            if finish {
+                w.finish().unwrap();
+            }
+            // Otherwise dropped part way, as an encoder error would leave it.
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_dropped_part_way_aborts_its_multipart_upload() {
+        let store = Arc::new(Counting::default());
+        write_parts(store.clone(), false);
+        let c = |i: usize| store.counts[i].load(Ordering::SeqCst);
+        assert_eq!(
+            (c(0), c(1), c(2)),
+            (1, 0, 1),
+            "begun, not completed, aborted"
+        );
+        assert!(store
+            .inner
+            .head(&ObjectPath::from("seg.parquet"))
+            .await
+            .is_err());
+
+        let store = Arc::new(Counting::default());
+        write_parts(store.clone(), true);
+        let c = |i: usize| store.counts[i].load(Ordering::SeqCst);
+        assert_eq!(
+            (c(0), c(1), c(2)),
+            (1, 1, 0),
+            "a finished write is not aborted"
+        );
+        assert!(store
+            .inner
+            .head(&ObjectPath::from("seg.parquet"))
+            .await
+            .is_ok());
     }
 }

@@ -80,6 +80,9 @@ enum Outcome {
         end_offset: i64,
         log_start_offset: i64,
         partition: Arc<crate::log::Partition>,
+        /// The partition's rollback count when the duplicate was recognised: if the original
+        /// batch's write failed and was rolled back meanwhile, the offsets are not its own.
+        rollbacks: u64,
     },
 }
 
@@ -103,8 +106,12 @@ async fn append_partition(
     let Some(records) = records else {
         return failed(ResponseError::InvalidRecord.code(), "null record set");
     };
+    if let Some(why) = broker.disk_refusal() {
+        broker.metrics.produce_backpressure.inc();
+        return failed(ResponseError::KafkaStorageError.code(), why);
+    }
     let wal_bytes = broker.segments.disk_bytes();
-    if wal_bytes > broker.config.wal_budget_bytes {
+    if wal_bytes > broker.wal_budget {
         // Object storage is down or behind: the WAL holds all it may. A retriable error makes
         // producers back off and retry instead of the disk filling up.
         broker.metrics.produce_backpressure.inc();
@@ -113,7 +120,7 @@ async fn append_partition(
             format!(
                 "the write-ahead log holds {wal_bytes} bytes not yet archived, over its budget of {}; \
                  object storage is unavailable or behind, retry later",
-                broker.config.wal_budget_bytes
+                broker.wal_budget
             ),
         );
     }
@@ -242,6 +249,7 @@ async fn append_partition(
                     end_offset,
                     log_start_offset: st.log_start_offset,
                     partition: partition.clone(),
+                    rollbacks: st.rollbacks,
                 };
             }
         }
@@ -370,11 +378,21 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                         end_offset,
                         log_start_offset,
                         partition,
+                        rollbacks,
                     } => {
                         pr.base_offset = base_offset;
                         pr.log_start_offset = log_start_offset;
                         if !wait_durable(&partition, end_offset).await {
                             pr.error_code = ResponseError::RequestTimedOut.code();
+                            pr.base_offset = -1;
+                        } else if partition
+                            .state
+                            .lock()
+                            .map_or(true, |st| st.rollbacks != rollbacks)
+                        {
+                            // The original's write failed and its offsets went back to the
+                            // pool: the producer must send the batch again.
+                            pr.error_code = ResponseError::KafkaStorageError.code();
                             pr.base_offset = -1;
                         }
                     }
