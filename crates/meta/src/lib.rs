@@ -3,15 +3,18 @@
 //! [`MetaStore`] is the seam between the broker and wherever metadata lives. It is deliberately
 //! small: each call is one atomic change or one consistent read, which is what an etcd
 //! transaction can give, so the etcd implementation (cluster issue) fits behind the same trait.
-//! [`embedded::EmbeddedMetaStore`] keeps everything in one JSON document in the data directory,
-//! replaced atomically (write, fsync, rename, fsync the directory) on every change. Every
-//! implementation must pass [`conformance`].
+//! [`embedded::EmbeddedMetaStore`] keeps a snapshot document and append-only logs of changes
+//! (one checksummed line and one fsync per change) in the data directory. Every implementation
+//! must pass [`conformance`].
 
 pub mod conformance;
 pub mod embedded;
+mod lines;
+mod meta_log;
 mod offsets_log;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -91,6 +94,14 @@ pub enum MetaError {
     /// A write from a leader whose epoch is older than one already seen.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// A stored file is damaged somewhere other than a torn tail: the store refuses to open
+    /// rather than drop what follows, and leaves the file as it is.
+    #[error("metadata file {} is corrupt at line {line} (not its torn tail): {reason}", path.display())]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
