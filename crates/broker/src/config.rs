@@ -2,6 +2,45 @@
 
 use std::path::PathBuf;
 
+/// The default of every setting, in one place: [`BrokerConfig::new`], the `sediment serve`
+/// flags and their `--help` read these (and a test holds README's table to `--help`).
+pub mod defaults {
+    pub const KAFKA_ADDR: &str = "127.0.0.1:9092";
+    pub const HTTP_ADDR: &str = "127.0.0.1:9464";
+    pub const DATA_DIR: &str = "./sediment-data";
+    pub const BROKER_ID: i32 = 0;
+    pub const AUTO_CREATE_TOPICS: bool = true;
+    pub const NUM_PARTITIONS: i32 = 1;
+    /// Kafka's socket.request.max.bytes.
+    pub const MAX_REQUEST_BYTES: usize = 100 * 1024 * 1024;
+    /// Kafka's message.max.bytes.
+    pub const MESSAGE_MAX_BYTES: usize = 1_048_588;
+    /// Kafka's fetch.max.bytes.
+    pub const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+    pub const MAX_CONNECTIONS: usize = 10_000;
+    pub const MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
+    pub const GROUP_INITIAL_REBALANCE_DELAY_MS: u64 = 300;
+    pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+    pub const SEGMENT_MS: u64 = 60_000;
+    /// Kafka's offsets.retention.minutes (7 days).
+    pub const OFFSETS_RETENTION_MINUTES: u64 = 7 * 24 * 60;
+    pub const WAL_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+    /// The WAL budget when the filesystem does not make it smaller.
+    pub const WAL_BUDGET_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+    pub const WAL_RETAIN_BYTES: u64 = 1024 * 1024 * 1024;
+    pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+    /// The archive cache's memory when the machine's size is not taken into account.
+    pub const CACHE_MEMORY_MIN_BYTES: usize = 256 * 1024 * 1024;
+    pub const CACHE_DISK_BYTES: usize = 1024 * 1024 * 1024;
+    pub const READAHEAD_CHUNKS: usize = 8;
+    /// Kafka's log.retention.ms (7 days) and log.retention.bytes.
+    pub const RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+    pub const RETENTION_BYTES: i64 = -1;
+    pub const RETENTION_CHECK_MS: u64 = 30_000;
+    pub const MAX_DECOMPRESSED_BATCH_BYTES: usize =
+        sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH;
+}
+
 /// Settings the broker runs with. Defaults match a Kafka broker's where one exists.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -36,7 +75,8 @@ pub struct BrokerConfig {
     pub max_group_id_len: usize,
     /// A partition's durable batches are uploaded as a segment once they reach this many bytes
     pub segment_bytes: u64,
-    /// ... or once this long has passed since its last upload.
+    /// ... or once its oldest batch not yet archived has waited this long (Kafka's segment.ms
+    /// counts from a segment's first record the same way).
     pub segment_interval: std::time::Duration,
     /// Committed offsets of a group without members expire this long after their commit
     /// (Kafka: offsets.retention.minutes, 7 days).
@@ -76,36 +116,45 @@ impl BrokerConfig {
     /// Defaults for a broker storing under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
-            broker_id: 0,
+            broker_id: defaults::BROKER_ID,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             data_dir: data_dir.into(),
-            max_request_bytes: 100 * 1024 * 1024,
-            message_max_bytes: 1_048_588,
-            auto_create_topics: true,
-            num_partitions: 1,
-            fetch_max_bytes: 55 * 1024 * 1024,
-            max_connections: 10_000,
+            max_request_bytes: defaults::MAX_REQUEST_BYTES,
+            message_max_bytes: defaults::MESSAGE_MAX_BYTES,
+            auto_create_topics: defaults::AUTO_CREATE_TOPICS,
+            num_partitions: defaults::NUM_PARTITIONS,
+            fetch_max_bytes: defaults::FETCH_MAX_BYTES,
+            max_connections: defaults::MAX_CONNECTIONS,
             max_inflight_per_connection: 32,
-            max_pending_bytes: 256 * 1024 * 1024,
-            wal_segment_bytes: 64 * 1024 * 1024,
+            max_pending_bytes: defaults::MAX_PENDING_BYTES,
+            wal_segment_bytes: defaults::WAL_SEGMENT_BYTES,
             wal_sync: true,
-            groups: Default::default(),
+            groups: crate::groups::GroupConfig {
+                initial_rebalance_delay: std::time::Duration::from_millis(
+                    defaults::GROUP_INITIAL_REBALANCE_DELAY_MS,
+                ),
+                ..Default::default()
+            },
             max_group_id_len: 1024,
-            offsets_retention: std::time::Duration::from_secs(7 * 24 * 3600),
-            segment_bytes: 64 * 1024 * 1024,
-            segment_interval: std::time::Duration::from_secs(60),
-            cache_memory_bytes: 256 * 1024 * 1024,
-            cache_disk_bytes: 1024 * 1024 * 1024,
+            offsets_retention: std::time::Duration::from_secs(
+                defaults::OFFSETS_RETENTION_MINUTES * 60,
+            ),
+            segment_bytes: defaults::SEGMENT_BYTES,
+            segment_interval: std::time::Duration::from_millis(defaults::SEGMENT_MS),
+            cache_memory_bytes: defaults::CACHE_MEMORY_MIN_BYTES,
+            cache_disk_bytes: defaults::CACHE_DISK_BYTES,
             cache_dir: None,
-            readahead_chunks: 8,
+            readahead_chunks: defaults::READAHEAD_CHUNKS,
             wal_budget_bytes: None,
-            wal_retain_bytes: 1024 * 1024 * 1024,
-            retention_ms: 7 * 24 * 3600 * 1000,
-            retention_bytes: -1,
-            retention_check_interval: std::time::Duration::from_secs(30),
-            multipart_part_bytes: 8 * 1024 * 1024,
-            max_decompressed_batch_bytes: sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+            wal_retain_bytes: defaults::WAL_RETAIN_BYTES,
+            retention_ms: defaults::RETENTION_MS,
+            retention_bytes: defaults::RETENTION_BYTES,
+            retention_check_interval: std::time::Duration::from_millis(
+                defaults::RETENTION_CHECK_MS,
+            ),
+            multipart_part_bytes: defaults::MULTIPART_PART_BYTES,
+            max_decompressed_batch_bytes: defaults::MAX_DECOMPRESSED_BATCH_BYTES,
             clock: std::sync::Arc::new(crate::clock::SystemClock::default()),
         }
     }

@@ -59,7 +59,8 @@ pub fn reserve_bytes(total: u64) -> u64 {
 /// disk cache: half of the rest (the other half is headroom for the local archive, the
 /// metadata and the reserve), at most 4 GiB, at least 16 MiB.
 pub fn default_wal_budget(total: u64, cache_bytes: u64) -> u64 {
-    (total.saturating_sub(cache_bytes) / 2).clamp(16 << 20, 4 << 30)
+    (total.saturating_sub(cache_bytes) / 2)
+        .clamp(16 << 20, crate::config::defaults::WAL_BUDGET_MAX_BYTES)
 }
 
 /// The disk cache size that fits a filesystem of `total` bytes: what was asked, but at most a

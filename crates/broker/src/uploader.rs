@@ -2,10 +2,12 @@
 //! object store, committed to the segment index.
 //!
 //! One background task per broker. Each tick it looks at every partition; when the durable
-//! batches not yet archived reach `segment_bytes`, or `segment_interval` has passed since the
-//! partition's last upload, it reads them from the WAL, writes a segment (archive format v1,
-//! `sediment_storage::segment`), PUTs it, and only then commits the index entry; a failed step
-//! is logged and retried on the next tick (the object store client retries with backoff too).
+//! batches not yet archived reach `segment_bytes`, or the oldest of them has waited
+//! `segment_interval` (both overridable per topic with `segment.bytes` / `segment.ms`), it
+//! reads them from the WAL, writes a segment (archive format v1, `sediment_storage::segment`),
+//! PUTs it, and only then commits the index entry. A failed step is an [`UploadError`]:
+//! retriable ones back off and retry (the object store client retries each request too);
+//! permanent ones mark the partition stuck (see [`crate::health`]).
 //! After uploads, WAL segment files whose batches are all archived are deleted (after a
 //! snapshot of idempotent producer state); reads below the WAL then go to the archive.
 

@@ -11,7 +11,7 @@ mod serve;
 mod settings;
 mod topics;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Survives decoding of absurd array lengths from the network (see the module's docs).
 #[global_allocator]
@@ -41,8 +41,16 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The command line, with each `serve` flag's default added to its help.
+fn command() -> clap::Command {
+    Cli::command().mut_subcommand("serve", settings::with_defaults)
+}
+
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -74,6 +82,58 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod readme_tests {
+    /// README's settings table and `sediment serve --help` agree: the same flags, the same
+    /// environment variables, the same defaults (both come from one table of constants, so
+    /// this fails when the README drifts).
+    #[test]
+    fn readme_settings_table_matches_serve_help() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let mut rows = std::collections::BTreeMap::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `--")) {
+            let cells: Vec<&str> = line
+                .split(" | ")
+                .map(|c| c.trim_matches(['|', ' ']))
+                .collect();
+            assert!(cells.len() >= 4, "short row: {line}");
+            let plain = |c: &str| c.replace('`', "");
+            rows.insert(plain(cells[0]), (plain(cells[1]), plain(cells[2])));
+        }
+        let mut cmd = super::command();
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        let help = serve.render_long_help().to_string();
+        let mut flags = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "config" || long == "help" {
+                continue;
+            }
+            let flag = format!("--{long}");
+            let (env, default) = rows
+                .get(&flag)
+                .unwrap_or_else(|| panic!("{flag} is missing from README's settings table"));
+            let want_env = arg.get_env().map(|e| e.to_string_lossy().to_string());
+            assert_eq!(Some(env.clone()), want_env, "{flag}: environment variable");
+            let arg_help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                arg_help.ends_with(&format!("[default: {default}]")),
+                "{flag}: README says default {default:?}, --help says {arg_help:?}"
+            );
+            assert!(help.contains(&format!("[default: {default}]")));
+            flags.push(flag);
+        }
+        for flag in rows.keys() {
+            assert!(
+                flags.contains(flag),
+                "README lists {flag}, which serve does not take"
+            );
         }
     }
 }

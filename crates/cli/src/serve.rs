@@ -67,6 +67,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.retention_bytes = s.retention_bytes;
     config.retention_check_interval = std::time::Duration::from_millis(s.retention_check_ms);
     config.multipart_part_bytes = s.multipart_part_bytes;
+    config.max_decompressed_batch_bytes = s.max_decompressed_batch_bytes;
     config.groups.initial_rebalance_delay =
         std::time::Duration::from_millis(s.group_initial_rebalance_delay_ms);
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use sediment_broker::config::defaults as D;
 use serde::Deserialize;
 
 /// Flags and environment variables. Every value is optional here so that the layers can be
@@ -14,65 +15,64 @@ pub struct ServeArgs {
     /// TOML file with any of the settings below (keys as the flags, with '_' for '-').
     #[arg(long, env = "SEDIMENT_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address the Kafka listener binds [default: 127.0.0.1:9092]
+    /// Address the Kafka listener binds
     #[arg(long, env = "SEDIMENT_KAFKA_ADDR")]
     pub kafka_addr: Option<String>,
-    /// host:port given to clients in Metadata [default: the bound Kafka address]
+    /// host:port given to clients in Metadata
     #[arg(long, env = "SEDIMENT_ADVERTISED_ADDR")]
     pub advertised_addr: Option<String>,
-    /// Directory for the WAL, metadata and the local object store [default: ./sediment-data]
+    /// Directory for the WAL, metadata and the local object store
     #[arg(long, env = "SEDIMENT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address of the HTTP endpoint serving /health and /metrics [default: 127.0.0.1:9464]
+    /// Address of the HTTP endpoint serving /health and /metrics
     #[arg(long, env = "SEDIMENT_HTTP_ADDR")]
     pub http_addr: Option<String>,
-    /// Object store URL: file:///path or memory:// [default: file://<data-dir>/objects]
+    /// Object store URL: file:///path or memory://
     #[arg(long, env = "SEDIMENT_OBJECT_STORE")]
     pub object_store: Option<String>,
-    /// This broker's id [default: 0]
+    /// This broker's id
     #[arg(long, env = "SEDIMENT_BROKER_ID")]
     pub broker_id: Option<i32>,
-    /// Create unknown topics on Metadata and Produce [default: true]
+    /// Create unknown topics on Metadata and Produce
     #[arg(long, env = "SEDIMENT_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
-    /// Partitions of auto-created topics [default: 1]
+    /// Partitions of auto-created topics
     #[arg(long, env = "SEDIMENT_NUM_PARTITIONS")]
     pub num_partitions: Option<i32>,
-    /// Largest request accepted, in bytes; larger frames close the connection [default: 104857600]
+    /// Largest request accepted, in bytes; larger frames close the connection
     #[arg(long, env = "SEDIMENT_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
-    /// Default largest record batch, in bytes (topic config max.message.bytes overrides) [default: 1048588]
+    /// Default largest record batch, in bytes (topic config max.message.bytes overrides)
     #[arg(long, env = "SEDIMENT_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<usize>,
-    /// Most record bytes in one fetch response [default: 57671680]
+    /// Most record bytes in one fetch response
     #[arg(long, env = "SEDIMENT_FETCH_MAX_BYTES")]
     pub fetch_max_bytes: Option<usize>,
-    /// Most concurrent client connections [default: 10000]
+    /// Most concurrent client connections
     #[arg(long, env = "SEDIMENT_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
-    /// Most produced bytes waiting for a WAL sync before producers wait [default: 268435456]
+    /// Most produced bytes waiting for a WAL sync before producers wait
     #[arg(long, env = "SEDIMENT_MAX_PENDING_BYTES")]
     pub max_pending_bytes: Option<usize>,
     /// How long a new group waits for more members before its first rebalance completes,
-    /// extended by each member that joins meanwhile [default: 300]
+    /// extended by each member that joins meanwhile
     #[arg(long, env = "SEDIMENT_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
     /// Archive a partition's durable batches as a Parquet segment once they reach this many
-    /// bytes [default: 67108864]
+    /// bytes
     #[arg(long, env = "SEDIMENT_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
-    /// ... or once this many milliseconds have passed since its last segment [default: 60000]
+    /// ... or once its oldest batch not yet archived has waited this many milliseconds
     #[arg(long, env = "SEDIMENT_SEGMENT_MS")]
     pub segment_ms: Option<u64>,
     /// Committed offsets of a group without members expire this many minutes after their
-    /// commit [default: 10080]
+    /// commit
     #[arg(long, env = "SEDIMENT_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<u64>,
-    /// Size at which the WAL starts a new segment file [default: 67108864]
+    /// Size at which the WAL starts a new segment file
     #[arg(long, env = "SEDIMENT_WAL_SEGMENT_BYTES")]
     pub wal_segment_bytes: Option<u64>,
-    /// Memory for the archive read cache (bytes) [default: a quarter of the machine's or the
-    /// container's memory, at least 268435456]
+    /// Memory for the archive read cache (bytes)
     #[arg(long, env = "SEDIMENT_CACHE_MEMORY_BYTES")]
     pub cache_memory_bytes: Option<usize>,
     /// Local disk for the archive read cache (bytes; below 64 MiB, memory only).
@@ -99,9 +99,13 @@ pub struct ServeArgs {
     /// Segments larger than this are uploaded in multipart parts of this size (at least 5 MiB).
     #[arg(long, env = "SEDIMENT_MULTIPART_PART_BYTES")]
     pub multipart_part_bytes: Option<usize>,
-    /// Directory of the archive read cache's disk part (default: <data-dir>/cache).
+    /// Directory of the archive read cache's disk part.
     #[arg(long, env = "SEDIMENT_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes a compressed batch may expand to when produce validates its records; larger
+    /// batches get INVALID_RECORD.
+    #[arg(long, env = "SEDIMENT_MAX_DECOMPRESSED_BATCH_BYTES")]
+    pub max_decompressed_batch_bytes: Option<usize>,
 }
 
 /// The same settings as read from a TOML file.
@@ -136,6 +140,7 @@ struct FileSettings {
     retention_check_ms: Option<u64>,
     multipart_part_bytes: Option<usize>,
     cache_dir: Option<PathBuf>,
+    max_decompressed_batch_bytes: Option<usize>,
     // S3 settings under the names AWS tools use; the environment wins over them.
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
@@ -176,6 +181,7 @@ pub struct Settings {
     pub retention_check_ms: u64,
     pub multipart_part_bytes: usize,
     pub cache_dir: Option<PathBuf>,
+    pub max_decompressed_batch_bytes: usize,
     pub s3: sediment_storage::S3Settings,
 }
 
@@ -194,60 +200,63 @@ impl Settings {
             kafka_addr: args
                 .kafka_addr
                 .or(file.kafka_addr)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
+                .unwrap_or_else(|| D::KAFKA_ADDR.into()),
             advertised_addr: args.advertised_addr.or(file.advertised_addr),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
-                .unwrap_or_else(|| "sediment-data".into()),
+                .unwrap_or_else(|| D::DATA_DIR.into()),
             http_addr: args
                 .http_addr
                 .or(file.http_addr)
-                .unwrap_or_else(|| "127.0.0.1:9464".into()),
+                .unwrap_or_else(|| D::HTTP_ADDR.into()),
             object_store: args.object_store.or(file.object_store),
-            broker_id: args.broker_id.or(file.broker_id).unwrap_or(0),
+            broker_id: args.broker_id.or(file.broker_id).unwrap_or(D::BROKER_ID),
             auto_create_topics: args
                 .auto_create_topics
                 .or(file.auto_create_topics)
-                .unwrap_or(true),
-            num_partitions: args.num_partitions.or(file.num_partitions).unwrap_or(1),
+                .unwrap_or(D::AUTO_CREATE_TOPICS),
+            num_partitions: args
+                .num_partitions
+                .or(file.num_partitions)
+                .unwrap_or(D::NUM_PARTITIONS),
             max_request_bytes: args
                 .max_request_bytes
                 .or(file.max_request_bytes)
-                .unwrap_or(100 * 1024 * 1024),
+                .unwrap_or(D::MAX_REQUEST_BYTES),
             message_max_bytes: args
                 .message_max_bytes
                 .or(file.message_max_bytes)
-                .unwrap_or(1_048_588),
+                .unwrap_or(D::MESSAGE_MAX_BYTES),
             fetch_max_bytes: args
                 .fetch_max_bytes
                 .or(file.fetch_max_bytes)
-                .unwrap_or(55 * 1024 * 1024),
+                .unwrap_or(D::FETCH_MAX_BYTES),
             max_connections: args
                 .max_connections
                 .or(file.max_connections)
-                .unwrap_or(10_000),
+                .unwrap_or(D::MAX_CONNECTIONS),
             max_pending_bytes: args
                 .max_pending_bytes
                 .or(file.max_pending_bytes)
-                .unwrap_or(256 * 1024 * 1024),
+                .unwrap_or(D::MAX_PENDING_BYTES),
             group_initial_rebalance_delay_ms: args
                 .group_initial_rebalance_delay_ms
                 .or(file.group_initial_rebalance_delay_ms)
-                .unwrap_or(300),
+                .unwrap_or(D::GROUP_INITIAL_REBALANCE_DELAY_MS),
             offsets_retention_minutes: args
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
-                .unwrap_or(10_080),
+                .unwrap_or(D::OFFSETS_RETENTION_MINUTES),
             segment_bytes: args
                 .segment_bytes
                 .or(file.segment_bytes)
-                .unwrap_or(64 * 1024 * 1024),
-            segment_ms: args.segment_ms.or(file.segment_ms).unwrap_or(60_000),
+                .unwrap_or(D::SEGMENT_BYTES),
+            segment_ms: args.segment_ms.or(file.segment_ms).unwrap_or(D::SEGMENT_MS),
             wal_segment_bytes: args
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
-                .unwrap_or(64 * 1024 * 1024),
+                .unwrap_or(D::WAL_SEGMENT_BYTES),
             cache_memory_bytes: args
                 .cache_memory_bytes
                 .or(file.cache_memory_bytes)
@@ -255,27 +264,37 @@ impl Settings {
             cache_disk_bytes: args
                 .cache_disk_bytes
                 .or(file.cache_disk_bytes)
-                .unwrap_or(1024 * 1024 * 1024),
-            readahead_chunks: args.readahead_chunks.or(file.readahead_chunks).unwrap_or(8),
+                .unwrap_or(D::CACHE_DISK_BYTES),
+            readahead_chunks: args
+                .readahead_chunks
+                .or(file.readahead_chunks)
+                .unwrap_or(D::READAHEAD_CHUNKS),
             wal_retain_bytes: args
                 .wal_retain_bytes
                 .or(file.wal_retain_bytes)
-                .unwrap_or(1024 * 1024 * 1024),
+                .unwrap_or(D::WAL_RETAIN_BYTES),
             wal_budget_bytes: args.wal_budget_bytes.or(file.wal_budget_bytes),
             retention_ms: args
                 .retention_ms
                 .or(file.retention_ms)
-                .unwrap_or(604_800_000),
-            retention_bytes: args.retention_bytes.or(file.retention_bytes).unwrap_or(-1),
+                .unwrap_or(D::RETENTION_MS),
+            retention_bytes: args
+                .retention_bytes
+                .or(file.retention_bytes)
+                .unwrap_or(D::RETENTION_BYTES),
             retention_check_ms: args
                 .retention_check_ms
                 .or(file.retention_check_ms)
-                .unwrap_or(30_000),
+                .unwrap_or(D::RETENTION_CHECK_MS),
             multipart_part_bytes: args
                 .multipart_part_bytes
                 .or(file.multipart_part_bytes)
-                .unwrap_or(8 * 1024 * 1024),
+                .unwrap_or(D::MULTIPART_PART_BYTES),
             cache_dir: args.cache_dir.or(file.cache_dir),
+            max_decompressed_batch_bytes: args
+                .max_decompressed_batch_bytes
+                .or(file.max_decompressed_batch_bytes)
+                .unwrap_or(D::MAX_DECOMPRESSED_BATCH_BYTES),
             s3: sediment_storage::S3Settings {
                 aws_endpoint_url: file.aws_endpoint_url,
                 aws_region: file.aws_region,
@@ -303,11 +322,88 @@ impl Settings {
         if s.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");
         }
+        if s.max_decompressed_batch_bytes < s.message_max_bytes {
+            bail!("--max-decompressed-batch-bytes must be at least --message-max-bytes");
+        }
         if s.broker_id < 0 {
             bail!("--broker-id must not be negative");
         }
         Ok(s)
     }
+}
+
+/// Every `serve` flag's default as `--help` and README's settings table show it, by argument
+/// id (the field name). The values are the constants [`Settings::resolve`] applies.
+pub fn shown_defaults() -> Vec<(&'static str, String)> {
+    vec![
+        ("kafka_addr", D::KAFKA_ADDR.to_string()),
+        ("advertised_addr", "the bound address".into()),
+        ("data_dir", D::DATA_DIR.to_string()),
+        ("http_addr", D::HTTP_ADDR.to_string()),
+        ("object_store", "file://<data-dir>/objects".into()),
+        ("broker_id", D::BROKER_ID.to_string()),
+        ("auto_create_topics", D::AUTO_CREATE_TOPICS.to_string()),
+        ("num_partitions", D::NUM_PARTITIONS.to_string()),
+        ("max_request_bytes", D::MAX_REQUEST_BYTES.to_string()),
+        ("message_max_bytes", D::MESSAGE_MAX_BYTES.to_string()),
+        ("fetch_max_bytes", D::FETCH_MAX_BYTES.to_string()),
+        ("max_connections", D::MAX_CONNECTIONS.to_string()),
+        ("max_pending_bytes", D::MAX_PENDING_BYTES.to_string()),
+        (
+            "group_initial_rebalance_delay_ms",
+            D::GROUP_INITIAL_REBALANCE_DELAY_MS.to_string(),
+        ),
+        ("segment_bytes", D::SEGMENT_BYTES.to_string()),
+        ("segment_ms", D::SEGMENT_MS.to_string()),
+        (
+            "offsets_retention_minutes",
+            D::OFFSETS_RETENTION_MINUTES.to_string(),
+        ),
+        ("wal_segment_bytes", D::WAL_SEGMENT_BYTES.to_string()),
+        (
+            "wal_budget_bytes",
+            format!(
+                "half of the data filesystem less the disk cache, at most {}",
+                D::WAL_BUDGET_MAX_BYTES
+            ),
+        ),
+        ("wal_retain_bytes", D::WAL_RETAIN_BYTES.to_string()),
+        ("multipart_part_bytes", D::MULTIPART_PART_BYTES.to_string()),
+        (
+            "cache_memory_bytes",
+            format!(
+                "a quarter of the memory (machine or cgroup limit), at least {}",
+                D::CACHE_MEMORY_MIN_BYTES
+            ),
+        ),
+        (
+            "cache_disk_bytes",
+            format!(
+                "{}, at most a quarter of its filesystem",
+                D::CACHE_DISK_BYTES
+            ),
+        ),
+        ("cache_dir", "<data-dir>/cache".into()),
+        ("readahead_chunks", D::READAHEAD_CHUNKS.to_string()),
+        ("retention_ms", D::RETENTION_MS.to_string()),
+        ("retention_bytes", D::RETENTION_BYTES.to_string()),
+        ("retention_check_ms", D::RETENTION_CHECK_MS.to_string()),
+        (
+            "max_decompressed_batch_bytes",
+            D::MAX_DECOMPRESSED_BATCH_BYTES.to_string(),
+        ),
+    ]
+}
+
+/// Adds `[default: ...]` from [`shown_defaults`] to each flag's help of the `serve` command.
+pub fn with_defaults(mut cmd: clap::Command) -> clap::Command {
+    for (id, default) in shown_defaults() {
+        cmd = cmd.mut_arg(id, |a| {
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            a.help(format!("{help} [default: {default}]"))
+        });
+    }
+    cmd
 }
 
 /// Default memory of the archive cache: a quarter of the memory this process may use (the
@@ -320,7 +416,7 @@ pub fn default_cache_memory_bytes() -> usize {
 }
 
 fn cache_memory_for(meminfo: Option<&str>, cgroup_max: Option<&str>) -> usize {
-    const FLOOR: u64 = 256 * 1024 * 1024;
+    const FLOOR: u64 = D::CACHE_MEMORY_MIN_BYTES as u64;
     let total = meminfo.and_then(|m| {
         m.lines()
             .find_map(|l| l.strip_prefix("MemTotal:"))

@@ -2,7 +2,7 @@
 //!
 //! [`MetaStore`] is the seam between the broker and wherever metadata lives. It is deliberately
 //! small: each call is one atomic change or one consistent read, which is what an etcd
-//! transaction can give, so the etcd implementation (cluster issue) fits behind the same trait.
+//! transaction can give, so an etcd implementation (for cluster mode) fits behind the same trait.
 //! [`embedded::EmbeddedMetaStore`] keeps a snapshot document and append-only logs of changes
 //! (one checksummed line and one fsync per change) in the data directory. Every implementation
 //! must pass [`conformance`].
