@@ -367,11 +367,14 @@ async fn archived_wal_segments_stay_until_the_wal_outgrows_its_retain_size() {
 #[tokio::test]
 async fn segment_ms_counts_from_the_first_batch_waiting_not_from_the_last_upload() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = sediment_broker::clock::ManualClock::new(1_700_000_000_000);
     let tb = TestBroker::start_with(dir.path(), |c| {
         c.segment_bytes = 1 << 30;
         c.segment_interval = std::time::Duration::from_millis(300);
+        c.clock = clock.clone();
     })
     .await;
+    let ms = std::time::Duration::from_millis;
     let c = tb.client().await;
     produce(&c, "aging", 0, test_batch(0)).await;
     assert_eq!(
@@ -379,14 +382,94 @@ async fn segment_ms_counts_from_the_first_batch_waiting_not_from_the_last_upload
         0,
         "a new partition waits too"
     );
-    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    clock.advance(ms(299));
+    assert_eq!(tb.broker.upload_due(false).await, 0, "1 ms early");
+    clock.advance(ms(1));
     assert_eq!(tb.broker.upload_due(false).await, 1);
     // Idle for longer than segment_ms: the next batch still waits its full interval.
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    clock.advance(ms(400));
     produce(&c, "aging", 0, test_batch(1)).await;
     assert_eq!(tb.broker.upload_due(false).await, 0);
-    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    clock.advance(ms(299));
+    assert_eq!(tb.broker.upload_due(false).await, 0);
+    clock.advance(ms(1));
     assert_eq!(tb.broker.upload_due(false).await, 1);
+    drop(c);
+    tb.stop().await;
+}
+
+#[tokio::test]
+async fn failed_uploads_back_off_on_the_broker_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = sediment_broker::clock::ManualClock::new(1_700_000_000_000);
+    let tb = TestBroker::start_with(dir.path(), |c| {
+        c.segment_bytes = 1;
+        c.clock = clock.clone();
+    })
+    .await;
+    let ms = std::time::Duration::from_millis;
+    let c = tb.client().await;
+    produce(&c, "flaky", 0, test_batch(0)).await;
+    // The archive directory cannot be written: every upload fails (retriably).
+    let objects = dir.path().join("objects");
+    let mut perms = std::fs::metadata(&objects).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
+    std::fs::set_permissions(&objects, perms.clone()).unwrap();
+    let readonly_works = std::fs::write(objects.join("probe-w"), b"x").is_err();
+    let errors = || tb.broker.metrics.upload_errors.get();
+    if readonly_works {
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 1);
+        // Backing off 250 ms: nothing is tried before the clock says so.
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 1, "no attempt during the backoff");
+        clock.advance(ms(250));
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 2, "retried once the backoff passed");
+        // The second failure doubles it.
+        clock.advance(ms(250));
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 2);
+        clock.advance(ms(250));
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&objects, perms).unwrap();
+        assert_eq!(
+            tb.broker.upload_due(false).await,
+            1,
+            "uploads once writable"
+        );
+        assert_eq!(errors(), 2);
+    } else {
+        // Root ignores directory permissions: block the partition's directory with a file.
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&objects, perms).unwrap();
+        let topic_dir = objects.join("topics").join("flaky");
+        std::fs::create_dir_all(&topic_dir).unwrap();
+        let blocker = topic_dir.join("partition=0");
+        std::fs::write(&blocker, b"not a directory").unwrap();
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 1);
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 1, "no attempt during the backoff");
+        clock.advance(ms(250));
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 2, "retried once the backoff passed");
+        clock.advance(ms(250));
+        assert_eq!(tb.broker.upload_due(false).await, 0);
+        assert_eq!(errors(), 2, "the second failure doubled the wait");
+        clock.advance(ms(250));
+        std::fs::remove_file(&blocker).unwrap();
+        assert_eq!(
+            tb.broker.upload_due(false).await,
+            1,
+            "uploads once writable"
+        );
+        assert_eq!(errors(), 2);
+    }
+    assert!(
+        tb.broker.health.stuck().is_empty(),
+        "retriable failures never mark stuck"
+    );
     drop(c);
     tb.stop().await;
 }
