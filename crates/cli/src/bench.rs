@@ -90,6 +90,9 @@ pub struct BenchArgs {
     /// What records carry.
     #[arg(long, value_enum, default_value_t = bench_tier::Payload::Random)]
     payload: bench_tier::Payload,
+    /// Codec of the produced batches (`--batch-bytes` counts the records before compression).
+    #[arg(long, value_enum, default_value_t = bench_tier::Codec::None)]
+    compression: bench_tier::Codec,
     /// Distinct batches generated and sent in turn (so the archive compresses what a real
     /// stream would, not one batch repeated).
     #[arg(long, default_value_t = 256)]
@@ -253,6 +256,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.distinct_batches.max(1),
         args.batch_bytes,
         args.record_size,
+        args.compression,
     )?;
     let phase = Phase {
         client: &client,

@@ -91,16 +91,40 @@ pub enum Payload {
     Json,
 }
 
+/// Codec of the batches the benchmark produces (the broker decompresses each one to validate
+/// its records, so this measures that cost).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    fn compression(self) -> Compression {
+        match self {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
 /// Records in a generated batch, and their key+value bytes.
 pub type BatchSize = (usize, usize);
 
-/// `count` distinct uncompressed batches of about `batch_bytes` each, and the key+value bytes
-/// of one batch on average.
+/// `count` distinct batches of about `batch_bytes` of records each (before compression with
+/// `codec`), and the key+value bytes of each.
 pub fn batches(
     payload: Payload,
     count: usize,
     batch_bytes: usize,
     record_size: usize,
+    codec: Codec,
 ) -> anyhow::Result<(Vec<Bytes>, Vec<BatchSize>)> {
     let mut rng = rand::rng();
     let now = std::time::SystemTime::now()
@@ -136,7 +160,7 @@ pub fn batches(
         }
         sizes.push((records.len(), raw));
         out.push(
-            sediment_protocol::batch::encode(&records, Producer::NONE, Compression::None)
+            sediment_protocol::batch::encode(&records, Producer::NONE, codec.compression())
                 .map_err(|e| anyhow::anyhow!("encoding batch: {e}"))?,
         );
     }
