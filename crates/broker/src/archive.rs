@@ -175,7 +175,7 @@ impl Archive {
         &self,
         topic_id: Uuid,
         seg: &SegmentEntry,
-    ) -> Result<Arc<ParquetMetaData>, String> {
+    ) -> Result<Arc<ParquetMetaData>, ArchiveError> {
         let key = format!("{topic_id}:{}:{}", seg.path, seg.size_bytes);
         if let Some(e) = self.footers.get(&key) {
             return Ok(e.value().clone());
@@ -183,7 +183,9 @@ impl Archive {
         let path = ObjectPath::from(seg.path.as_str());
         let meta = segment::read_metadata(self.store.as_ref(), &path, seg.size_bytes)
             .await
-            .map_err(|e| format!("reading the footer of {}: {e}", seg.path))?;
+            .map_err(|e| {
+                ArchiveError::of_segment(&e, format!("reading the footer of {}", seg.path))
+            })?;
         let meta = Arc::new(meta);
         self.footers.insert(key, meta.clone());
         Ok(meta)
@@ -196,7 +198,7 @@ impl Archive {
         seg: &SegmentEntry,
         meta: &Arc<ParquetMetaData>,
         rg: usize,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, ArchiveError> {
         let key = chunk_key(topic_id, seg, rg);
         let (store, meta, metrics) = (self.store.clone(), meta.clone(), self.metrics.clone());
         let path = ObjectPath::from(seg.path.as_str());
@@ -205,17 +207,29 @@ impl Archive {
             .get_or_fetch(&key, move || async move {
                 metrics.archive_cache_misses.inc();
                 metrics.archive_gets.inc();
-                let ranges = segment::row_group_ranges(&meta, rg)?;
+                let ranges = segment::row_group_ranges(&meta, rg)
+                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
                 // The column chunks of a row group are contiguous: one GET.
-                let parts = store.get_ranges(&path, &ranges).await?;
+                let parts = store
+                    .get_ranges(&path, &ranges)
+                    .await
+                    .map_err(|e| ArchiveError::of_store(&e))?;
                 let batches = tokio::task::spawn_blocking(move || {
                     segment::decode_row_group(meta, rg, &ranges, parts)
                 })
-                .await??;
+                .await
+                .map_err(|e| ArchiveError::Unavailable(e.to_string()))?
+                .map_err(|e| ArchiveError::of_segment(&e, "decoding".into()))?;
                 Ok::<Bytes, anyhow::Error>(batches)
             })
             .await
-            .map_err(|e| format!("reading {} row group {rg}: {e}", seg.path))?;
+            .map_err(|e| {
+                let what = format!("reading {} row group {rg}", seg.path);
+                match e.downcast_ref::<ArchiveError>() {
+                    Some(a) => a.context(&what),
+                    None => ArchiveError::Unavailable(format!("{what}: {e}")),
+                }
+            })?;
         Ok(entry.value().clone())
     }
 
@@ -229,7 +243,7 @@ impl Archive {
         segments: Arc<Vec<SegmentEntry>>,
         offset: i64,
         max_bytes: usize,
-    ) -> Result<Vec<Bytes>, String> {
+    ) -> Result<Vec<Bytes>, ArchiveError> {
         let mut out: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         let mut next = offset;
@@ -237,7 +251,9 @@ impl Archive {
         let mut i = segments.partition_point(|s| s.end_offset <= offset);
         'segments: while let Some(seg) = segments.get(i) {
             let meta = self.footer(topic_id, seg).await?;
-            let mut rg = match segment::row_group_for(&meta, next).map_err(|e| e.to_string())? {
+            let mut rg = match segment::row_group_for(&meta, next)
+                .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
+            {
                 Some(rg) => rg,
                 None => {
                     i += 1;
@@ -455,14 +471,15 @@ impl Archive {
         segments: &[SegmentEntry],
         offset: i64,
         timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, String> {
+    ) -> Result<Option<(i64, i64)>, ArchiveError> {
         for seg in segments {
             if seg.end_offset <= offset || seg.max_timestamp < timestamp {
                 continue;
             }
             let meta = self.footer(topic_id, seg).await?;
             for rg in 0..meta.num_row_groups() {
-                let (_, last) = segment::row_group_offsets(&meta, rg).map_err(|e| e.to_string())?;
+                let (_, last) = segment::row_group_offsets(&meta, rg)
+                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
                 if last < offset
                     || segment::row_group_max_timestamp(&meta, rg).is_some_and(|t| t < timestamp)
                 {
@@ -478,7 +495,7 @@ impl Archive {
                         crate::handlers::list_offsets::first_at_or_after(&batch, timestamp)
                     })
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| ArchiveError::Unavailable(e.to_string()))?;
                     if let Some((o, t)) = found.filter(|(o, _)| *o >= offset) {
                         return Ok(Some((o, t)));
                     }
@@ -486,6 +503,44 @@ impl Archive {
             }
         }
         Ok(None)
+    }
+}
+
+/// Why an archive read failed: the object store could not serve it (retry), or the segment
+/// does not decode (a damaged or foreign object: retrying will not help; logged as an error).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl ArchiveError {
+    fn of_store(e: &object_store::Error) -> Self {
+        match e {
+            // The index names the object: its absence is damage, not an outage.
+            object_store::Error::NotFound { .. } => ArchiveError::Corrupt(e.to_string()),
+            _ => ArchiveError::Unavailable(e.to_string()),
+        }
+    }
+
+    fn of_segment(e: &segment::SegmentError, what: String) -> Self {
+        match e {
+            segment::SegmentError::Store(s) => Self::of_store(s).context(&what),
+            _ => ArchiveError::Corrupt(format!("{what}: {e}")),
+        }
+    }
+
+    fn context(&self, what: &str) -> Self {
+        match self {
+            ArchiveError::Unavailable(m) => ArchiveError::Unavailable(format!("{what}: {m}")),
+            ArchiveError::Corrupt(m) => ArchiveError::Corrupt(format!("{what}: {m}")),
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ArchiveError::Corrupt(_))
     }
 }
 
@@ -554,6 +609,54 @@ mod tests {
             path: path.into(),
         };
         (store, seg, batches)
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_missing_segment_is_a_permanent_error_not_an_outage() {
+        let (store, seg, _) = stored_segment().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.cache_disk_bytes = 0;
+        config.readahead_chunks = 0;
+        let archive = Arc::new(
+            Archive::open(&config, store.clone(), Arc::new(Metrics::default()))
+                .await
+                .unwrap(),
+        );
+        // Garbage where the index says a segment is.
+        let garbage = SegmentEntry {
+            path: "topics/t/p0/garbage.parquet".into(),
+            size_bytes: 4096,
+            ..seg.clone()
+        };
+        store
+            .put(
+                &ObjectPath::from(garbage.path.as_str()),
+                PutPayload::from(vec![0x5au8; 4096]),
+            )
+            .await
+            .unwrap();
+        let e = archive
+            .read(TOPIC, Arc::new(vec![garbage]), 0, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        // A segment the index names but the store does not have.
+        let missing = SegmentEntry {
+            path: "topics/t/p0/missing.parquet".into(),
+            ..seg.clone()
+        };
+        let e = archive
+            .read(TOPIC, Arc::new(vec![missing]), 0, 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        // The real one still reads.
+        assert!(!archive
+            .read(TOPIC, Arc::new(vec![seg]), 0, 1 << 20)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     /// Every batch of `seg` read from offset 0, about one row group per read, as a consumer

@@ -487,24 +487,44 @@ pub struct PartitionProducers {
 
 const SNAPSHOT_FILE: &str = "producers.json";
 
+/// Why the producer snapshot could not be read or written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SnapshotError {
+    /// The file could not be read or written (a full disk, an I/O error): saving is retried
+    /// before the next WAL release; nothing is released without it.
+    #[error("{0}")]
+    Io(String),
+    /// The file is there but is not a snapshot: starting would lose idempotent producer state,
+    /// so the broker refuses to start and says which file.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
 impl ProducerSnapshot {
     /// Reads `<dir>/producers.json` (an empty snapshot if there is none).
-    pub fn load(dir: &std::path::Path) -> Result<Self, String> {
+    pub fn load(dir: &std::path::Path) -> Result<Self, SnapshotError> {
         let path = dir.join(SNAPSHOT_FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| format!("{} is not a producer snapshot: {e}", path.display())),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                SnapshotError::Corrupt(format!(
+                    "{} is not a producer snapshot: {e}",
+                    path.display()
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(format!("reading {}: {e}", path.display())),
+            Err(e) => Err(SnapshotError::Io(format!(
+                "reading {}: {e}",
+                path.display()
+            ))),
         }
     }
 
     /// Replaces `<dir>/producers.json` atomically and durably.
-    pub fn save(&self, dir: &std::path::Path) -> Result<(), String> {
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), SnapshotError> {
         use std::io::Write;
         let path = dir.join(SNAPSHOT_FILE);
         let tmp = dir.join(format!("{SNAPSHOT_FILE}.tmp"));
-        let body = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(self).map_err(|e| SnapshotError::Io(e.to_string()))?;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&body)?;
@@ -512,7 +532,7 @@ impl ProducerSnapshot {
             std::fs::rename(&tmp, &path)?;
             std::fs::File::open(dir)?.sync_all()
         };
-        write().map_err(|e| format!("writing {}: {e}", path.display()))
+        write().map_err(|e| SnapshotError::Io(format!("writing {}: {e}", path.display())))
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub archive_read_bytes: Counter,
     pub archive_cache_misses: Counter,
     pub archive_gets: Counter,
+    /// Archive reads that failed because a segment does not decode (not an outage).
+    pub archive_corrupt_reads: Counter,
     pub segments_deleted: Counter,
     pub produce_backpressure: Counter,
     registry: Registry,
@@ -68,6 +70,7 @@ impl Default for Metrics {
             wal_released_bytes: Counter::default(),
             archive_read_bytes: Counter::default(),
             archive_cache_misses: Counter::default(),
+            archive_corrupt_reads: Counter::default(),
             archive_gets: Counter::default(),
             segments_deleted: Counter::default(),
             produce_backpressure: Counter::default(),
@@ -158,6 +161,11 @@ impl Default for Metrics {
             "archive_gets",
             "Ranged GETs of segment data issued by archive reads (footers not counted)",
             m.archive_gets.clone(),
+        );
+        registry.register(
+            "archive_corrupt_reads",
+            "Archive reads refused because a segment does not decode (damage, not an outage)",
+            m.archive_corrupt_reads.clone(),
         );
         registry.register(
             "segments_deleted",

@@ -353,7 +353,10 @@ impl Broker {
             self.config.data_dir.clone(),
         );
         let freed = tokio::task::spawn_blocking(move || {
-            registry.producer_snapshot().save(&dir)?;
+            registry
+                .producer_snapshot()
+                .save(&dir)
+                .map_err(|e| e.to_string())?;
             let (files, freed) = segments.release_below(bound).map_err(|e| e.to_string())?;
             for t in registry.topics() {
                 for p in &t.partitions {

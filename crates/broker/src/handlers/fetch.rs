@@ -180,8 +180,14 @@ async fn read_now(
                 total += records.len();
                 plan.data.records = Some(records);
             }
+            Err(e) if e.is_permanent() => {
+                broker.metrics.archive_corrupt_reads.inc();
+                tracing::error!(error = %e, "archived segment does not decode");
+                plan.data.error_code = ResponseError::KafkaStorageError.code();
+                has_error = true;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "archive read failed");
+                tracing::warn!(error = %e, "archive read failed; the client will retry");
                 plan.data.error_code = ResponseError::KafkaStorageError.code();
                 has_error = true;
             }

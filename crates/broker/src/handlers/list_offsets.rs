@@ -76,7 +76,7 @@ async fn lookup(
         };
         (entry, st.archive.clone(), log_start)
     };
-    let storage_error = |e: String| {
+    let storage_error = |e: crate::archive::ArchiveError| {
         tracing::warn!(error = %e, "listoffsets could not read the archive");
         ResponseError::KafkaStorageError.code()
     };
