@@ -90,6 +90,11 @@ pub struct BenchArgs {
     /// What records carry.
     #[arg(long, value_enum, default_value_t = bench_tier::Payload::Random)]
     payload: bench_tier::Payload,
+    /// Instead of produce/consume: time the broker's record validation (decompress and walk
+    /// every record, as Produce does before acknowledging) of the generated batches, in this
+    /// process on one thread, and report its throughput for `--compression`.
+    #[arg(long)]
+    validation: bool,
     /// Codec of the produced batches (`--batch-bytes` counts the records before compression).
     #[arg(long, value_enum, default_value_t = bench_tier::Codec::None)]
     compression: bench_tier::Codec,
@@ -192,6 +197,69 @@ impl Progress {
     }
 }
 
+/// Record validation throughput on one thread: raw record bytes (before compression) walked per
+/// second, and the time per batch.
+fn validation_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let (batches, sizes) = bench_tier::batches(
+        args.payload,
+        args.distinct_batches.max(1),
+        args.batch_bytes,
+        args.record_size,
+        args.compression,
+    )?;
+    let infos: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            sediment_protocol::batch::validate(b, usize::MAX)
+                .map_err(|e| anyhow::anyhow!("generated batch does not validate: {e}"))
+                .map(|i| i[0])
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let wire: usize = batches.iter().map(|b| b.len()).sum();
+    let raw: usize = sizes.iter().map(|s| s.1).sum();
+    let records_per_round: usize = sizes.iter().map(|s| s.0).sum();
+    let rounds = (args.records as usize)
+        .div_ceil(records_per_round.max(1))
+        .max(1);
+    println!(
+        "validation of {:?} {:?} batches: {} distinct, {:.1} KiB raw and {:.1} KiB on the wire each, {rounds} rounds",
+        args.compression,
+        args.payload,
+        batches.len(),
+        raw as f64 / batches.len() as f64 / 1024.0,
+        wire as f64 / batches.len() as f64 / 1024.0,
+    );
+    let mut scratch = Vec::new();
+    let start = Instant::now();
+    let mut last = Instant::now();
+    for round in 0..rounds {
+        for (b, info) in batches.iter().zip(&infos) {
+            sediment_protocol::records::check(
+                b,
+                info,
+                sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+                &mut scratch,
+            )
+            .map_err(|e| anyhow::anyhow!("generated batch refused: {e}"))?;
+        }
+        if last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            eprintln!("  {}/{rounds} rounds", round + 1);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = (rounds * batches.len()) as f64;
+    println!(
+        "validated {:.0} batches in {secs:.2} s: {:.1} MiB/s of records ({:.1} MiB/s on the \
+         wire), {:.1} us per batch",
+        n,
+        mib((rounds * raw) as f64) / secs,
+        mib((rounds * wire) as f64) / secs,
+        secs / n * 1e6
+    );
+    Ok(())
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let acks: i16 = match args.acks.as_str() {
         "all" | "-1" => -1,
@@ -204,6 +272,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(partitions) = args.offset_commit_partitions {
         return commit_bench(&args, partitions).await;
+    }
+    if args.validation {
+        return validation_bench(&args);
     }
     println!(
         "sediment bench: {} records of {} B, {} partitions, acks={}, batch {} B, inflight {}",

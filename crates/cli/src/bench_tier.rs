@@ -313,7 +313,7 @@ mod tests {
             assert_eq!(r.matches('{').count(), r.matches('}').count());
             assert!((300..520).contains(&r.len()), "{} bytes: {r}", r.len());
         }
-        let (batches, sizes) = batches(Payload::Json, 3, 16 * 1024, 1024).unwrap();
+        let (batches, sizes) = batches(Payload::Json, 3, 16 * 1024, 1024, Codec::None).unwrap();
         assert_eq!(batches.len(), 3);
         assert!(sizes.iter().all(|(n, raw)| *n > 10 && *raw >= 8 * 1024));
     }

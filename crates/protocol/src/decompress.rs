@@ -24,8 +24,15 @@ pub enum DecodeError {
 }
 
 /// Reads everything from `r` onto `out`, failing once more than `limit` bytes came out.
-fn read_capped_into(r: impl Read, limit: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn read_capped_into(
+    r: impl Read,
+    limit: usize,
+    out: &mut Vec<u8>,
+    hint: usize,
+) -> Result<(), DecodeError> {
     let start = out.len();
+    // Room for a typical expansion up front, so the stream is not copied as the buffer grows.
+    out.reserve(hint.min(limit));
     r.take(limit as u64 + 1)
         .read_to_end(out)
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -81,19 +88,21 @@ pub fn decompress_into(
     out: &mut Vec<u8>,
 ) -> Result<(), DecodeError> {
     let invalid = |e: std::io::Error| DecodeError::Invalid(e.to_string());
+    let hint = data.len().saturating_mul(4);
     match codec {
         0 if data.len() > limit => Err(DecodeError::TooLarge { limit }),
         0 => {
             out.extend_from_slice(data);
             Ok(())
         }
-        1 => read_capped_into(flate2::read::GzDecoder::new(data), limit, out),
+        1 => read_capped_into(flate2::read::GzDecoder::new(data), limit, out, hint),
         2 => snappy_into(data, limit, out),
-        3 => read_capped_into(lz4::Decoder::new(data).map_err(invalid)?, limit, out),
+        3 => read_capped_into(lz4::Decoder::new(data).map_err(invalid)?, limit, out, hint),
         4 => read_capped_into(
             zstd::stream::read::Decoder::new(data).map_err(invalid)?,
             limit,
             out,
+            hint,
         ),
         c => Err(DecodeError::Invalid(format!(
             "unknown compression codec {c}"
