@@ -104,7 +104,8 @@ impl Broker {
         }
         // The archive first: partitions continue where it ends, and the WAL is replayed on top.
         Self::load_archive_state(meta.as_ref(), &registry).await?;
-        let snapshot = log::ProducerSnapshot::load(&config.data_dir).map_err(StartError::State)?;
+        let snapshot = log::ProducerSnapshot::load(&config.data_dir)
+            .map_err(|e| StartError::State(e.to_string()))?;
         let archive = Arc::new(
             archive::Archive::open(&config, object_store.store.clone(), metrics.clone())
                 .await
@@ -273,7 +274,14 @@ impl Broker {
             Ok(w) => w.as_ref().and_then(Wal::problem),
             Err(_) => Some("wal lock poisoned".into()),
         };
-        self.health.report(wal, *self.shutdown.borrow())
+        let mut report = self.health.report(wal, *self.shutdown.borrow());
+        if let Some(why) = self.disk_refusal() {
+            // Reads go on: degraded, not unready.
+            report
+                .problems
+                .push(format!("degraded: produce refused: {why}"));
+        }
+        report
     }
 
     /// Writes and syncs whatever the WAL holds, then closes it.
