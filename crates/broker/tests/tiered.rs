@@ -410,62 +410,31 @@ async fn failed_uploads_back_off_on_the_broker_clock() {
     let ms = std::time::Duration::from_millis;
     let c = tb.client().await;
     produce(&c, "flaky", 0, test_batch(0)).await;
-    // The archive directory cannot be written: every upload fails (retriably).
-    let objects = dir.path().join("objects");
-    let mut perms = std::fs::metadata(&objects).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
-    std::fs::set_permissions(&objects, perms.clone()).unwrap();
-    let readonly_works = std::fs::write(objects.join("probe-w"), b"x").is_err();
+    // The partition's archive directory cannot be made (a file stands where it goes): every
+    // upload fails, retriably, until it is removed. (Permissions would not stop root.)
+    let topic_dir = dir.path().join("objects").join("topics").join("flaky");
+    std::fs::create_dir_all(&topic_dir).unwrap();
+    let blocker = topic_dir.join("partition=0");
+    std::fs::write(&blocker, b"not a directory").unwrap();
     let errors = || tb.broker.metrics.upload_errors.get();
-    if readonly_works {
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 1);
-        // Backing off 250 ms: nothing is tried before the clock says so.
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 1, "no attempt during the backoff");
-        clock.advance(ms(250));
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 2, "retried once the backoff passed");
-        // The second failure doubles it.
-        clock.advance(ms(250));
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 2);
-        clock.advance(ms(250));
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&objects, perms).unwrap();
-        assert_eq!(
-            tb.broker.upload_due(false).await,
-            1,
-            "uploads once writable"
-        );
-        assert_eq!(errors(), 2);
-    } else {
-        // Root ignores directory permissions: block the partition's directory with a file.
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        std::fs::set_permissions(&objects, perms).unwrap();
-        let topic_dir = objects.join("topics").join("flaky");
-        std::fs::create_dir_all(&topic_dir).unwrap();
-        let blocker = topic_dir.join("partition=0");
-        std::fs::write(&blocker, b"not a directory").unwrap();
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 1);
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 1, "no attempt during the backoff");
-        clock.advance(ms(250));
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 2, "retried once the backoff passed");
-        clock.advance(ms(250));
-        assert_eq!(tb.broker.upload_due(false).await, 0);
-        assert_eq!(errors(), 2, "the second failure doubled the wait");
-        clock.advance(ms(250));
-        std::fs::remove_file(&blocker).unwrap();
-        assert_eq!(
-            tb.broker.upload_due(false).await,
-            1,
-            "uploads once writable"
-        );
-        assert_eq!(errors(), 2);
-    }
+    assert_eq!(tb.broker.upload_due(false).await, 0);
+    assert_eq!(errors(), 1);
+    assert_eq!(tb.broker.upload_due(false).await, 0);
+    assert_eq!(errors(), 1, "no attempt during the 250 ms backoff");
+    clock.advance(ms(250));
+    assert_eq!(tb.broker.upload_due(false).await, 0);
+    assert_eq!(errors(), 2, "retried once the backoff passed");
+    clock.advance(ms(250));
+    assert_eq!(tb.broker.upload_due(false).await, 0);
+    assert_eq!(errors(), 2, "the second failure doubled the wait");
+    clock.advance(ms(250));
+    std::fs::remove_file(&blocker).unwrap();
+    assert_eq!(
+        tb.broker.upload_due(false).await,
+        1,
+        "uploads once writable"
+    );
+    assert_eq!(errors(), 2);
     assert!(
         tb.broker.health.stuck().is_empty(),
         "retriable failures never mark stuck"

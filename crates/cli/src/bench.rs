@@ -197,16 +197,21 @@ impl Progress {
     }
 }
 
-/// Record validation throughput on one thread: raw record bytes (before compression) walked per
-/// second, and the time per batch.
-fn validation_bench(args: &BenchArgs) -> anyhow::Result<()> {
-    let (batches, sizes) = bench_tier::batches(
+/// The distinct batches the benchmark sends in turn, as `args` describe them.
+fn generated_batches(args: &BenchArgs) -> anyhow::Result<(Vec<Bytes>, Vec<bench_tier::BatchSize>)> {
+    bench_tier::batches(
         args.payload,
         args.distinct_batches.max(1),
         args.batch_bytes,
         args.record_size,
         args.compression,
-    )?;
+    )
+}
+
+/// Record validation throughput on one thread: raw record bytes (before compression) walked per
+/// second, and the time per batch.
+fn validation_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let (batches, sizes) = generated_batches(args)?;
     let infos: Vec<_> = batches
         .iter()
         .map(|b| {
@@ -322,13 +327,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 
     // Produce as fast as acknowledged (or at --rate-mib).
-    let (batches, sizes) = bench_tier::batches(
-        args.payload,
-        args.distinct_batches.max(1),
-        args.batch_bytes,
-        args.record_size,
-        args.compression,
-    )?;
+    let (batches, sizes) = generated_batches(&args)?;
     let phase = Phase {
         client: &client,
         topic: &topic,
