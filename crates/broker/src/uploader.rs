@@ -60,23 +60,38 @@ impl EncoderPool {
         }
     }
 
-    /// Runs `job` on an encoder thread and returns its result.
+    /// Runs `job` on an encoder thread and returns its result. A job that panics is caught
+    /// (the thread lives on for the next job) and reported as [`UploadError::Permanent`]: it is
+    /// a bug, to be seen, not retried quietly.
     pub async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, UploadError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let boxed: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let _ = done.send(job());
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            let _ = done.send(outcome.map_err(|panic| {
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into())
+            }));
         });
         self.tx
             .lock()
-            .map_err(|_| "encoder pool poisoned".to_string())?
+            .map_err(|_| UploadError::Permanent("encoder pool poisoned".into()))?
             .send(boxed)
-            .map_err(|_| "encoder pool stopped".to_string())?;
-        result
-            .await
-            .map_err(|_| "segment encoder thread failed".to_string())
+            .map_err(|_| UploadError::Permanent("encoder pool stopped".into()))?;
+        match result.await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(panic)) => Err(UploadError::Permanent(format!(
+                "the segment encoder panicked: {panic}"
+            ))),
+            Err(_) => Err(UploadError::Permanent(
+                "a segment encoder thread is gone".into(),
+            )),
+        }
     }
 }
 
@@ -118,10 +133,11 @@ impl UploadError {
 fn from_segment(e: &segment::SegmentError) -> UploadError {
     use segment::SegmentError as S;
     match e {
-        S::Store(_) => UploadError::Retriable(e.to_string()),
-        S::Batch(_) | S::Empty | S::Parquet(_) | S::Arrow(_) | S::Format(_) => {
-            UploadError::Permanent(e.to_string())
-        }
+        // The writer's errors include the object store's, surfacing through Parquet's writer
+        // as it flushes row groups: an outage, not bad data.
+        S::Store(_) | S::Parquet(_) | S::Arrow(_) => UploadError::Retriable(e.to_string()),
+        // A stored batch that does not decode is bad data: retrying cannot help.
+        S::Batch(_) | S::Empty | S::Format(_) => UploadError::Permanent(e.to_string()),
     }
 }
 
@@ -493,8 +509,7 @@ impl Broker {
                 out.finish().map_err(JobError::Io)?;
                 Ok::<_, JobError>(info)
             })
-            .await
-            .map_err(UploadError::Retriable)?
+            .await?
             .map_err(|e| match e {
                 JobError::Wal(m) => {
                     UploadError::Permanent(format!("reading WAL data for {path}: {m}"))
@@ -547,5 +562,22 @@ impl Broker {
         );
         debug!(path = %path, "segment path");
         Ok(Some(info.size_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_encoder_job_is_reported_and_the_pool_keeps_working() {
+        let pool = EncoderPool::new(1);
+        let e = pool
+            .run(|| -> u32 { panic!("boom") })
+            .await
+            .expect_err("the panic is an error");
+        assert!(e.is_permanent() && e.to_string().contains("boom"), "{e}");
+        // The single thread survived and takes the next job.
+        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
     }
 }

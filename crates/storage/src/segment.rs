@@ -537,14 +537,9 @@ impl ObjectWrite {
         self.hand_over()?;
         match self.sink.take() {
             None => Err(std::io::Error::other("object write already ended")),
-            Some(Sink::Runtime { handle, mut inner }) => {
-                let done = handle.block_on(inner.shutdown());
-                if done.is_err() {
-                    // A failed completion leaves the upload open on the server: abort it.
-                    let _ = handle.block_on(inner.abort());
-                }
-                done
-            }
+            // A multipart upload whose completion fails is aborted by object_store itself
+            // (and `BufWriter::abort` must not be called after a shutdown: it panics).
+            Some(Sink::Runtime { handle, mut inner }) => handle.block_on(inner.shutdown()),
             Some(Sink::Local(file)) => file.finish(),
         }
     }
