@@ -104,7 +104,7 @@ def test_keyed_produce_and_read_back(broker, topic_name, client, acks):
 def test_headers_round_trip(broker, topic_name, reader):
     create_topic(broker.bootstrap, topic_name, partitions=1)
     header_sets = [
-        [("trace-id", b"abc123"), ("empty", b""), ("dup", b"first"), ("dup", b"second")],
+        [("trace-id", b"abc123"), ("empty", b""), ("more", b"first"), ("other", b"second")],
         [("binary", bytes(range(256)))],
         [("utf8-\u00e9", "\u2603".encode())],
         [],
@@ -117,6 +117,19 @@ def test_headers_round_trip(broker, topic_name, reader):
     assert [r.value for r in recs] == [m["value"] for m in messages]
     for r, h in zip(recs, header_sets):
         assert list(r.headers or ()) == h, f"offset {r.offset}: headers {r.headers} != {h}"
+
+
+def test_a_header_key_repeated_in_one_record_is_refused_not_half_archived(broker, topic_name):
+    """Kafka keeps repeated header keys; Sediment's archive would keep one value per key, so
+    such a record is refused with INVALID_RECORD (nothing stored) rather than acknowledged and
+    later read back without a header."""
+    create_topic(broker.bootstrap, topic_name, partitions=1)
+    p = confluent_producer(broker.bootstrap, retries=0)
+    d = produce_confluent(p, topic_name, [
+        {"key": b"a", "value": b"dup", "headers": [("dup", b"first"), ("dup", b"second")]}])
+    assert d[0].error is not None and d[0].error.code() == KafkaError.INVALID_RECORD, d
+    d = produce_confluent(p, topic_name, [{"key": b"b", "value": b"fine", "headers": [("dup", b"x")]}])
+    assert d[0].error is None and d[0].offset == 0, d
 
 
 COMPRESSION_CASES = [("confluent", c) for c in ("gzip", "snappy", "lz4", "zstd")] + [("kafka-python", "gzip")]
