@@ -557,6 +557,22 @@ impl Group {
     }
 
     fn check_member(&self, member_id: &str, instance_id: &Option<String>) -> Result<usize, i16> {
+        // A static member replaced by a newer one with its instance id is fenced, as Kafka
+        // answers (FENCED_INSTANCE_ID is fatal for the old consumer; UNKNOWN_MEMBER_ID would
+        // make it rejoin and take the instance id back, for ever).
+        if let Some(inst) = instance_id {
+            if let Some(holder) = self
+                .members
+                .iter()
+                .position(|m| m.instance_id.as_ref() == Some(inst))
+            {
+                return if self.members[holder].id == member_id {
+                    Ok(holder)
+                } else {
+                    Err(code(ResponseError::FencedInstanceId))
+                };
+            }
+        }
         match self.member_index(member_id) {
             None => Err(code(ResponseError::UnknownMemberId)),
             Some(i) if instance_id.is_some() && self.members[i].instance_id != *instance_id => {

@@ -304,11 +304,18 @@ async fn a_static_member_rejoining_keeps_its_assignment_without_a_rebalance() {
     assert_eq!(back.generation, 2);
     let sb2 = c.sync("g", sync_args(&back.member_id, 2, vec![])).await;
     assert_eq!(sb2.assignment, Bytes::from("B"));
-    // The old member id is fenced out.
+    // The old member id is fenced out, fatally for it (Kafka's FENCED_INSTANCE_ID), in
+    // heartbeats, commits and syncs alike.
     assert_eq!(
         c.heartbeat("g", jb.member_id.clone(), Some("instance-2".into()), 2)
             .await,
-        ResponseError::UnknownMemberId.code()
+        ResponseError::FencedInstanceId.code()
+    );
+    let mut old_sync = sync_args(&jb.member_id, 2, vec![]);
+    old_sync.instance_id = Some("instance-2".into());
+    assert_eq!(
+        c.sync("g", old_sync).await.error,
+        ResponseError::FencedInstanceId.code()
     );
     assert_eq!(c.view("g").await.unwrap().state, State::Stable);
 }
