@@ -122,6 +122,7 @@ fn default_request(key: ApiKey, version: i16) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
+        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
         other => panic!("no default request for {other:?}: add one here"),
     }
 }

@@ -253,3 +253,67 @@ async fn log_append_time_topics_get_the_broker_time_from_the_wal_and_the_archive
     tb.stop().await;
     let _ = Arc::clone(&clock);
 }
+
+async fn alter_replace(
+    c: &Client,
+    topic: &str,
+    configs: &[(&str, &str)],
+    validate_only: bool,
+) -> i16 {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.to_string());
+    res.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut a = AlterableConfig::default();
+            a.name = StrBytes::from_string(k.to_string());
+            a.value = Some(StrBytes::from_string(v.to_string()));
+            a
+        })
+        .collect();
+    let mut req = kafka_protocol::messages::AlterConfigsRequest::default();
+    req.resources = vec![res];
+    req.validate_only = validate_only;
+    let resp = c.send(2, &req).await.unwrap();
+    resp.responses[0].error_code
+}
+
+#[tokio::test]
+async fn alter_configs_replaces_a_topics_configs_and_refuses_what_is_not_implemented() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    let created = create(
+        &c,
+        "t",
+        &[("retention.ms", "1000"), ("max.message.bytes", "2000")],
+    )
+    .await;
+    assert_eq!(created.0, 0);
+    // validate_only changes nothing.
+    assert_eq!(
+        alter_replace(&c, "t", &[("retention.ms", "5000")], true).await,
+        0
+    );
+    assert_eq!(value_of(&describe(&c, "t").await, "retention.ms"), "1000");
+    // The whole set is replaced: max.message.bytes goes back to the broker's value.
+    assert_eq!(
+        alter_replace(&c, "t", &[("retention.ms", "5000")], false).await,
+        0
+    );
+    let d = describe(&c, "t").await;
+    assert_eq!(value_of(&d, "retention.ms"), "5000");
+    assert_eq!(value_of(&d, "max.message.bytes"), "1048588");
+    assert_eq!(
+        alter_replace(&c, "t", &[("cleanup.policy", "compact")], false).await,
+        ResponseError::InvalidConfig.code()
+    );
+    assert_eq!(
+        alter_replace(&c, "nope", &[("retention.ms", "1")], false).await,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(value_of(&describe(&c, "t").await, "retention.ms"), "5000");
+    tb.stop().await;
+}

@@ -19,6 +19,9 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClus
     let c = &broker.config;
     resp.cluster_id = str_bytes(broker.cluster_id());
     resp.controller_id = BrokerId(c.broker_id);
+    if req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = super::operations(super::CLUSTER_OPERATIONS);
+    }
     let mut b = DescribeClusterBroker::default();
     b.broker_id = BrokerId(c.broker_id);
     b.host = str_bytes(c.advertised_host.clone());

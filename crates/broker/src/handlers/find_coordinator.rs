@@ -1,5 +1,8 @@
-//! FindCoordinator: this broker coordinates every group. Transactions are not implemented, so
-//! transaction coordinators are reported unavailable rather than pretended.
+//! FindCoordinator: this broker coordinates every group. Transactions are not implemented:
+//! a transaction coordinator lookup gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
+//! treat as fatal, so `init_transactions` fails at once with that error instead of retrying a
+//! retriable COORDINATOR_NOT_AVAILABLE until its timeout (the same code Produce and
+//! InitProducerId answer for a transactional id).
 
 use std::sync::Arc;
 
@@ -20,7 +23,7 @@ fn lookup(broker: &Broker, key: &str, key_type: i8) -> Result<(), (i16, &'static
         }
         GROUP => Ok(()),
         1 => Err((
-            ResponseError::CoordinatorNotAvailable.code(),
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
             "transactions are not supported by this broker",
         )),
         _ => Err((

@@ -55,10 +55,7 @@ async fn alter_topic(
 ) -> Result<(), (i16, String)> {
     let name = res.resource_name.as_str();
     let Some(topic) = broker.registry.topic(name) else {
-        return Err((
-            ResponseError::UnknownTopicOrPartition.code(),
-            format!("topic {name} does not exist"),
-        ));
+        return Err(unknown_topic(name));
     };
     let mut configs = topic.meta.configs.clone();
     for c in &res.configs {
@@ -91,6 +88,27 @@ async fn alter_topic(
                 ))
             }
         }
+    }
+    store_topic_configs(broker, name, configs, validate_only).await
+}
+
+fn unknown_topic(name: &str) -> (i16, String) {
+    (
+        ResponseError::UnknownTopicOrPartition.code(),
+        format!("topic {name} does not exist"),
+    )
+}
+
+/// Validates a topic's whole new set of configs and, unless `validate_only`, stores it and
+/// applies it (shared with AlterConfigs, which replaces the set outright).
+pub(crate) async fn store_topic_configs(
+    broker: &Arc<Broker>,
+    name: &str,
+    configs: std::collections::BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    if broker.registry.topic(name).is_none() {
+        return Err(unknown_topic(name));
     }
     validate_configs(&configs).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
     if validate_only {

@@ -12,10 +12,13 @@ use super::{str_bytes, ResponseError};
 use crate::log::Topic;
 use crate::Broker;
 
-fn describe(broker: &Broker, t: &Topic, version: i16) -> MetadataResponseTopic {
+fn describe(broker: &Broker, t: &Topic, version: i16, ops: bool) -> MetadataResponseTopic {
     let id = BrokerId(broker.config.broker_id);
     let mut out = MetadataResponseTopic::default();
     out.name = Some(TopicName(str_bytes(t.meta.name.clone())));
+    if version >= 8 && ops {
+        out.topic_authorized_operations = super::operations(super::TOPIC_OPERATIONS);
+    }
     if version >= 10 {
         out.topic_id = t.meta.id;
     }
@@ -62,6 +65,10 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) ->
     if version >= 1 {
         resp.controller_id = BrokerId(c.broker_id);
     }
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = super::operations(super::CLUSTER_OPERATIONS);
+    }
+    let ops = req.include_topic_authorized_operations;
     // v0: an empty list means every topic. v1+: null means every topic.
     let all = match &req.topics {
         None => true,
@@ -74,7 +81,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) ->
             .registry
             .topics()
             .iter()
-            .map(|t| describe(broker, t, version))
+            .map(|t| describe(broker, t, version, ops))
             .collect();
         return resp;
     }
@@ -88,7 +95,7 @@ pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) ->
             None => Err(ResponseError::InvalidRequest.code()),
         };
         resp.topics.push(match topic {
-            Ok(t) => describe(broker, &t, version),
+            Ok(t) => describe(broker, &t, version, ops),
             Err(code) => missing(wanted.name, wanted.topic_id, code, version),
         });
     }

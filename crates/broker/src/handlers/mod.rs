@@ -5,6 +5,19 @@
 //! all (unknown api key, unsupported version, undecodable body) closes the connection, as
 //! Kafka does.
 
+pub mod alter_configs;
+
+/// Kafka ACL operation codes (READ 3 ... IDEMPOTENT_WRITE 12) as a bit set: what a principal
+/// may do, as Metadata and DescribeCluster report when asked. With no authorizer every
+/// operation a resource type supports is allowed, as Kafka reports it.
+pub(crate) fn operations(ops: &[u8]) -> i32 {
+    ops.iter().fold(0, |bits, op| bits | (1 << op))
+}
+/// Topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+pub(crate) const TOPIC_OPERATIONS: &[u8] = &[3, 4, 5, 6, 7, 8, 10, 11];
+/// Cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE.
+pub(crate) const CLUSTER_OPERATIONS: &[u8] = &[5, 7, 8, 9, 10, 11, 12];
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -34,11 +47,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
     SyncGroupRequest,
 };
@@ -179,6 +192,14 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
                 cid,
                 version,
                 &delete_records::handle(broker, req).await,
+            ))
+        }
+        ApiKey::AlterConfigs => {
+            let req = decode!(AlterConfigsRequest);
+            ready(encode(
+                cid,
+                version,
+                &alter_configs::handle(broker, req).await,
             ))
         }
         ApiKey::IncrementalAlterConfigs => {

@@ -1,0 +1,71 @@
+//! AlterConfigs (the API before IncrementalAlterConfigs, still what librdkafka's and
+//! confluent-kafka's `alter_configs` send): each topic's configs are *replaced* by the ones
+//! given; configs left out go back to their defaults. Validated exactly as CreateTopics and
+//! IncrementalAlterConfigs validate (a config Sediment does not implement is INVALID_CONFIG),
+//! and stored in one change. Broker configs are static and refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+
+use super::incremental_alter_configs::store_topic_configs;
+use super::{str_bytes, ResponseError};
+use crate::Broker;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let outcome = match res.resource_type {
+            TOPIC => {
+                let mut configs = BTreeMap::new();
+                let mut null = None;
+                for c in &res.configs {
+                    match &c.value {
+                        Some(v) => {
+                            configs.insert(c.name.to_string(), v.to_string());
+                        }
+                        None => null = Some(c.name.to_string()),
+                    }
+                }
+                match null {
+                    Some(key) => Err((
+                        ResponseError::InvalidConfig.code(),
+                        format!("config {key} is set to null"),
+                    )),
+                    None => {
+                        store_topic_configs(
+                            broker,
+                            res.resource_name.as_str(),
+                            configs,
+                            req.validate_only,
+                        )
+                        .await
+                    }
+                }
+            }
+            BROKER => Err((
+                ResponseError::InvalidRequest.code(),
+                "broker configs are static: set them on the command line or in the config file"
+                    .to_string(),
+            )),
+            other => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("resource type {other} is not supported"),
+            )),
+        };
+        if let Err((code, message)) = outcome {
+            r.error_code = code;
+            r.error_message = Some(str_bytes(message));
+        }
+        resp.responses.push(r);
+    }
+    resp
+}
