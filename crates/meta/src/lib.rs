@@ -4,11 +4,13 @@
 //! small: each call is one atomic change or one consistent read, which is what an etcd
 //! transaction can give, so an etcd implementation (for cluster mode) fits behind the same trait.
 //! [`embedded::EmbeddedMetaStore`] keeps a snapshot document and append-only logs of changes
-//! (one checksummed line and one fsync per change) in the data directory. Every implementation
-//! must pass [`conformance`].
+//! (one checksummed line and one fsync per change) in the data directory.
+//! [`etcd::EtcdMetaStore`] keeps it in etcd, shared by the brokers of a cluster (ADR 0019).
+//! Every implementation must pass [`conformance`].
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 mod lines;
 mod meta_log;
 mod offsets_log;
