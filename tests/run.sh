@@ -10,7 +10,8 @@
 #    already done);
 # 2. cargo build --workspace --bins;
 # 3. cargo nextest run --workspace (cargo test --workspace without nextest);
-# 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker.
+# 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker;
+# 5. librdkafka's own integration tests (tests/librdkafka/run.sh, the list in tests.txt).
 # Exits non-zero if any step fails. Steps 3 and 4 both run even if one of them fails.
 set -euo pipefail
 
@@ -109,6 +110,15 @@ fi
 # ------------------------------------------------------------ integration tests
 say "pytest tests/integration (SEDIMENT_BIN=$SEDIMENT_BIN)"
 .venv/bin/pytest -v tests/integration "$@" || failed+=("pytest tests/integration")
+
+# ------------------------------------------------- librdkafka's own integration tests
+# The pinned list of tests/librdkafka/tests.txt, built from librdkafka's source (crates.io's
+# rdkafka-sys carries it) and run against a Sediment broker. Skipped when pytest args select
+# a subset (e.g. -k kcat), since then a quick run is wanted.
+if (($# == 0)); then
+  say "librdkafka test suite (tests/librdkafka/run.sh)"
+  bash tests/librdkafka/run.sh || failed+=("librdkafka tests")
+fi
 
 if ((${#failed[@]})); then
   echo "tests/run.sh: FAILED: ${failed[*]}" >&2
