@@ -76,7 +76,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
     let store = sediment_storage::from_url_with(&object_url, &s.s3)?;
-    let meta = Arc::new(EmbeddedMetaStore::open(data_dir.join("meta"))?);
+    // Opening replays the metadata logs from disk: off the async workers.
+    let meta_dir = data_dir.join("meta");
+    let meta = Arc::new(
+        tokio::task::spawn_blocking(move || EmbeddedMetaStore::open(meta_dir))
+            .await
+            .context("opening the metadata store")??,
+    );
     let broker = Broker::open(config, meta, store).await?;
 
     info!(
