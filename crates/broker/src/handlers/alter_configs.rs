@@ -10,12 +10,11 @@ use std::sync::Arc;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::incremental_alter_configs::store_topic_configs;
+use super::incremental_alter_configs::{not_a_topic, store_topic_configs};
 use super::{str_bytes, ResponseError};
 use crate::Broker;
 
 const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
 
 pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
@@ -51,15 +50,7 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
                     }
                 }
             }
-            BROKER => Err((
-                ResponseError::InvalidRequest.code(),
-                "broker configs are static: set them on the command line or in the config file"
-                    .to_string(),
-            )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
-                format!("resource type {other} is not supported"),
-            )),
+            other => Err(not_a_topic(other)),
         };
         if let Err((code, message)) = outcome {
             r.error_code = code;

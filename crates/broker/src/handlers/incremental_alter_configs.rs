@@ -29,15 +29,7 @@ pub async fn handle(
         r.resource_name = res.resource_name.clone();
         let outcome = match res.resource_type {
             TOPIC => alter_topic(broker, &res, req.validate_only).await,
-            BROKER => Err((
-                ResponseError::InvalidRequest.code(),
-                "broker configs are static: set them on the command line or in the config file"
-                    .to_string(),
-            )),
-            other => Err((
-                ResponseError::InvalidRequest.code(),
-                format!("resource type {other} is not supported"),
-            )),
+            other => Err(not_a_topic(other)),
         };
         if let Err((code, message)) = outcome {
             r.error_code = code;
@@ -90,6 +82,16 @@ async fn alter_topic(
         }
     }
     store_topic_configs(broker, name, configs, validate_only).await
+}
+
+/// The refusal for altering a resource other than a topic (shared with AlterConfigs).
+pub(crate) fn not_a_topic(resource_type: i8) -> (i16, String) {
+    let message = if resource_type == BROKER {
+        "broker configs are static: set them on the command line or in the config file".into()
+    } else {
+        format!("resource type {resource_type} is not supported")
+    };
+    (ResponseError::InvalidRequest.code(), message)
 }
 
 fn unknown_topic(name: &str) -> (i16, String) {
