@@ -164,30 +164,13 @@ impl MetaStore for EmbeddedMetaStore {
     }
 
     async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()> {
-        if entry.end_offset <= entry.base_offset {
-            return Err(MetaError::Invalid(format!(
-                "segment {}..{} holds no offsets",
-                entry.base_offset, entry.end_offset
-            )));
-        }
         self.update(move |s| {
             let (newest_epoch, end_offset) = s
                 .segments
                 .get(&segment_key(topic_id, partition))
                 .map(|i| (i.newest_epoch, i.index.end_offset))
                 .unwrap_or_default();
-            if entry.leader_epoch < newest_epoch {
-                return Err(MetaError::Fenced(format!(
-                    "leader epoch {} is older than {newest_epoch}",
-                    entry.leader_epoch
-                )));
-            }
-            if entry.base_offset != end_offset {
-                return Err(MetaError::Invalid(format!(
-                    "segment starts at {} but the index ends at {end_offset}",
-                    entry.base_offset
-                )));
-            }
+            crate::check_new_segment(&entry, newest_epoch, end_offset)?;
             Ok((
                 (),
                 Some(Change::AddSegment {

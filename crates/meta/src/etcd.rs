@@ -879,12 +879,6 @@ impl MetaStore for EtcdMetaStore {
     }
 
     async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()> {
-        if entry.end_offset <= entry.base_offset {
-            return Err(MetaError::Invalid(format!(
-                "segment {}..{} holds no offsets",
-                entry.base_offset, entry.end_offset
-            )));
-        }
         let prefix = self.keys.partition(topic_id, partition);
         let head_key = head_key(&prefix);
         let what = format!("adding segment {} to {prefix}", entry.base_offset);
@@ -895,18 +889,7 @@ impl MetaStore for EtcdMetaStore {
                 Some(s) => decode(head_key.as_bytes(), &s.value, "partition head")?,
                 None => Head::default(),
             };
-            if entry.leader_epoch < head.newest_epoch {
-                return Err(MetaError::Fenced(format!(
-                    "leader epoch {} is older than {}",
-                    entry.leader_epoch, head.newest_epoch
-                )));
-            }
-            if entry.base_offset != head.end_offset {
-                return Err(MetaError::Invalid(format!(
-                    "segment starts at {} but the index ends at {}",
-                    entry.base_offset, head.end_offset
-                )));
-            }
+            crate::check_new_segment(&entry, head.newest_epoch, head.end_offset)?;
             let new_head = Head {
                 log_start_offset: head.log_start_offset,
                 end_offset: entry.end_offset,

@@ -108,6 +108,31 @@ pub enum MetaError {
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
+/// The rule every store applies to [`MetaStore::add_segment`], given the partition's newest
+/// committed leader epoch and its index's end: the segment holds offsets, its epoch is not
+/// older (`Fenced`: a deposed leader cannot commit), and it starts where the index ends.
+pub fn check_new_segment(entry: &SegmentEntry, newest_epoch: i32, end_offset: i64) -> Result<()> {
+    if entry.end_offset <= entry.base_offset {
+        return Err(MetaError::Invalid(format!(
+            "segment {}..{} holds no offsets",
+            entry.base_offset, entry.end_offset
+        )));
+    }
+    if entry.leader_epoch < newest_epoch {
+        return Err(MetaError::Fenced(format!(
+            "leader epoch {} is older than {newest_epoch}",
+            entry.leader_epoch
+        )));
+    }
+    if entry.base_offset != end_offset {
+        return Err(MetaError::Invalid(format!(
+            "segment starts at {} but the index ends at {end_offset}",
+            entry.base_offset
+        )));
+    }
+    Ok(())
+}
+
 /// The metadata operations the broker needs.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
