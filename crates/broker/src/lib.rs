@@ -10,6 +10,7 @@ pub mod archive;
 pub mod clock;
 pub mod config;
 pub mod disk;
+pub mod dynamic;
 pub mod groups;
 pub mod handlers;
 pub mod health;
@@ -21,7 +22,7 @@ pub mod server;
 pub mod topics;
 pub mod uploader;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sediment_meta::MetaStore;
 use sediment_storage::Store;
@@ -60,6 +61,8 @@ pub struct Broker {
     pub coordinator: groups::Coordinator,
     /// What `/health` and `/ready` report.
     pub health: Arc<health::Health>,
+    /// Dynamic broker configs in force (see [`dynamic`]).
+    pub dynamic: RwLock<dynamic::DynamicConfigs>,
     /// Most WAL bytes on disk before producers are refused (from the config, or sized from
     /// the filesystem).
     pub wal_budget: u64,
@@ -99,6 +102,11 @@ impl Broker {
         let cluster_id = meta.cluster_id().await?;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(metrics.clone(), config.clock.clone()));
+        let dynamic = dynamic::DynamicConfigs {
+            cluster: meta.broker_configs("").await?,
+            broker: meta.broker_configs(&config.broker_id.to_string()).await?,
+        };
+        registry.set_defaults(dynamic.topic_defaults());
         for t in meta.topics().await? {
             registry.upsert_topic(t);
         }
@@ -171,6 +179,7 @@ impl Broker {
             ),
             coordinator: groups::Coordinator::new(config_groups),
             health: Arc::default(),
+            dynamic: RwLock::new(dynamic),
             wal_budget,
             disk_reserve,
             disk_free: std::sync::atomic::AtomicU64::new(fs.available),

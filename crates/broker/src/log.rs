@@ -7,7 +7,7 @@
 //! Consumers read only below the high watermark, so they never see a batch that a crash could
 //! take back. No lock here is ever held across an `.await`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sediment_meta::{SegmentEntry, TopicMeta};
@@ -212,9 +212,31 @@ pub struct Topic {
     pub segment_interval: Option<std::time::Duration>,
     /// `min.insync.replicas` (1 unless set): acks=all needs this many in-sync replicas.
     pub min_insync_replicas: i32,
+    /// `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`: how far a
+    /// CreateTime record's timestamp may be behind or ahead of the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    /// The dynamic broker-level defaults (by topic-config name) in force when this topic was
+    /// resolved; a topic's own configs win over them.
+    pub defaults: Arc<BTreeMap<String, String>>,
 }
 
+/// Kafka's defaults of the timestamp bounds (`message.timestamp.before.max.ms` unbounded,
+/// `message.timestamp.after.max.ms` one hour).
+pub const TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
+pub const TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
+
 impl Topic {
+    /// A topic config's value: the topic's own, else a dynamic broker default; `None` when the
+    /// static broker setting or Kafka's default applies.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.meta
+            .configs
+            .get(key)
+            .or_else(|| self.defaults.get(key))
+            .map(String::as_str)
+    }
+
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         usize::try_from(index)
             .ok()
@@ -228,6 +250,8 @@ pub struct Registry {
     by_id: RwLock<HashMap<Uuid, Arc<Topic>>>,
     metrics: Arc<Metrics>,
     clock: crate::clock::SharedClock,
+    /// Dynamic broker-level topic defaults, by topic-config name.
+    defaults: RwLock<Arc<BTreeMap<String, String>>>,
 }
 
 impl Registry {
@@ -237,6 +261,17 @@ impl Registry {
             by_id: RwLock::default(),
             metrics,
             clock,
+            defaults: RwLock::default(),
+        }
+    }
+
+    /// Replaces the dynamic broker-level topic defaults and re-resolves every topic with them.
+    pub fn set_defaults(&self, defaults: BTreeMap<String, String>) {
+        if let Ok(mut d) = self.defaults.write() {
+            *d = Arc::new(defaults);
+        }
+        for t in self.topics() {
+            self.upsert_topic(t.meta.clone());
         }
     }
 
@@ -253,6 +288,9 @@ impl Registry {
                 segment_bytes: None,
                 segment_interval: None,
                 min_insync_replicas: 1,
+                timestamp_before_max_ms: TIMESTAMP_BEFORE_MAX_MS,
+                timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS,
+                defaults: Arc::default(),
             });
         };
         let mut partitions = by_name
@@ -263,28 +301,23 @@ impl Registry {
         while partitions.len() < meta.partitions as usize {
             partitions.push(Arc::default());
         }
-        let max_message_bytes = meta
-            .configs
-            .get("max.message.bytes")
-            .and_then(|v| v.parse().ok());
-        let log_append_time = meta
-            .configs
-            .get("message.timestamp.type")
-            .is_some_and(|v| v == "LogAppendTime");
-        let segment_bytes = meta
-            .configs
-            .get("segment.bytes")
-            .and_then(|v| v.parse().ok());
-        let segment_interval = meta
-            .configs
-            .get("segment.ms")
+        let defaults = self.defaults.read().map(|d| d.clone()).unwrap_or_default();
+        let get = |k: &str| meta.configs.get(k).or_else(|| defaults.get(k));
+        let max_message_bytes = get("max.message.bytes").and_then(|v| v.parse().ok());
+        let log_append_time = get("message.timestamp.type").is_some_and(|v| v == "LogAppendTime");
+        let segment_bytes = get("segment.bytes").and_then(|v| v.parse().ok());
+        let segment_interval = get("segment.ms")
             .and_then(|v| v.parse().ok())
             .map(std::time::Duration::from_millis);
-        let min_insync_replicas = meta
-            .configs
-            .get("min.insync.replicas")
+        let min_insync_replicas = get("min.insync.replicas")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
+        let timestamp_before_max_ms = get("message.timestamp.before.max.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(TIMESTAMP_BEFORE_MAX_MS);
+        let timestamp_after_max_ms = get("message.timestamp.after.max.ms")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(TIMESTAMP_AFTER_MAX_MS);
         let topic = Arc::new(Topic {
             meta,
             partitions,
@@ -293,6 +326,9 @@ impl Registry {
             segment_bytes,
             segment_interval,
             min_insync_replicas,
+            timestamp_before_max_ms,
+            timestamp_after_max_ms,
+            defaults,
         });
         if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {
             by_id.remove(&old.meta.id);

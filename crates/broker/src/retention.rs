@@ -28,16 +28,11 @@ pub fn parse_limit(value: &str) -> Option<i64> {
 }
 
 impl Broker {
-    /// `retention.ms` and `retention.bytes` of a topic (overrides, else the broker defaults).
+    /// `retention.ms` and `retention.bytes` of a topic (its own, else the dynamic broker
+    /// defaults, else the static ones).
     pub fn retention_of(&self, topic: &Topic) -> (i64, i64) {
-        let get = |key: &str, default: i64| {
-            topic
-                .meta
-                .configs
-                .get(key)
-                .and_then(|v| parse_limit(v))
-                .unwrap_or(default)
-        };
+        let get =
+            |key: &str, default: i64| topic.setting(key).and_then(parse_limit).unwrap_or(default);
         (
             get(RETENTION_MS, self.config.retention_ms),
             get(RETENTION_BYTES, self.config.retention_bytes),

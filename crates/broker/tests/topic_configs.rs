@@ -317,3 +317,100 @@ async fn alter_configs_replaces_a_topics_configs_and_refuses_what_is_not_impleme
     assert_eq!(value_of(&describe(&c, "t").await, "retention.ms"), "5000");
     tb.stop().await;
 }
+
+/// IncrementalAlterConfigs on a broker resource: `name` "" is the cluster-wide default.
+async fn alter_broker(c: &Client, name: &str, ops: &[(&str, i8, Option<&str>)]) -> i16 {
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_string(name.to_string());
+    res.configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            let mut cfg = AlterableConfig::default();
+            cfg.name = StrBytes::from_string(k.to_string());
+            cfg.config_operation = *op;
+            cfg.value = v.map(|v| StrBytes::from_string(v.to_string()));
+            cfg
+        })
+        .collect();
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.send(1, &req).await.unwrap();
+    resp.responses[0].error_code
+}
+
+fn source_of(configs: &[(String, String, i8)], name: &str) -> i8 {
+    configs
+        .iter()
+        .find(|c| c.0 == name)
+        .map(|c| c.2)
+        .unwrap_or_else(|| panic!("{name} not described"))
+}
+
+#[tokio::test]
+async fn the_cluster_default_and_the_broker_scope_layer_and_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    assert_eq!(create(&c, "t", &[]).await.0, 0);
+    assert_eq!(create(&c, "own", &[("retention.ms", "1")]).await.0, 0);
+    // The cluster default (""), then this broker's own value over it.
+    let set = |k, v| (k, 0i8, Some(v));
+    assert_eq!(
+        alter_broker(
+            &c,
+            "",
+            &[set("log.retention.ms", "1000"), set("log.roll.ms", "5000")]
+        )
+        .await,
+        0
+    );
+    let d = describe(&c, "t").await;
+    assert_eq!(value_of(&d, "retention.ms"), "1000");
+    assert_eq!(source_of(&d, "retention.ms"), 3);
+    assert_eq!(value_of(&d, "segment.ms"), "5000");
+    let t = tb.broker.registry.topic("t").unwrap();
+    assert_eq!(tb.broker.retention_of(&t).0, 1000);
+    assert_eq!(t.segment_interval, Some(Duration::from_millis(5000)));
+    assert_eq!(
+        alter_broker(&c, "0", &[set("log.retention.ms", "2000")]).await,
+        0
+    );
+    let d = describe(&c, "t").await;
+    assert_eq!(value_of(&d, "retention.ms"), "2000");
+    assert_eq!(source_of(&d, "retention.ms"), 2);
+    // A topic's own value wins over both.
+    assert_eq!(value_of(&describe(&c, "own").await, "retention.ms"), "1");
+    // Another broker's id, a static setting, a bad value: refused, nothing changes.
+    assert_eq!(
+        alter_broker(&c, "9", &[set("log.retention.ms", "5")]).await,
+        ResponseError::InvalidRequest.code()
+    );
+    assert_eq!(
+        alter_broker(&c, "", &[set("num.io.threads", "5")]).await,
+        ResponseError::InvalidConfig.code()
+    );
+    assert_eq!(
+        alter_broker(&c, "", &[set("log.retention.ms", "-7")]).await,
+        ResponseError::InvalidConfig.code()
+    );
+    // APPEND on a broker-level list: compaction is refused there too.
+    assert_eq!(
+        alter_broker(&c, "", &[("log.cleanup.policy", 2, Some("compact"))]).await,
+        ResponseError::InvalidConfig.code()
+    );
+    tb.stop().await;
+
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    let d = describe(&c, "t").await;
+    assert_eq!(value_of(&d, "retention.ms"), "2000");
+    assert_eq!(value_of(&d, "segment.ms"), "5000");
+    // DELETE of the broker's own value falls back to the cluster default.
+    assert_eq!(
+        alter_broker(&c, "0", &[("log.retention.ms", 1, None)]).await,
+        0
+    );
+    assert_eq!(value_of(&describe(&c, "t").await, "retention.ms"), "1000");
+    tb.stop().await;
+}

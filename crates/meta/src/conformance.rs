@@ -17,6 +17,28 @@ pub async fn run(store: &dyn MetaStore) {
         "cluster id is stable"
     );
 
+    // Dynamic broker configs: per scope, replaced whole, removed by an empty set.
+    assert!(store.broker_configs("").await.expect("read").is_empty());
+    let cluster = BTreeMap::from([("log.retention.ms".to_string(), "5000".to_string())]);
+    let one = BTreeMap::from([("message.max.bytes".to_string(), "2000".to_string())]);
+    store
+        .set_broker_configs("", cluster.clone())
+        .await
+        .expect("set cluster default");
+    store
+        .set_broker_configs("1", one.clone())
+        .await
+        .expect("set broker 1");
+    assert_eq!(store.broker_configs("").await.expect("read"), cluster);
+    assert_eq!(store.broker_configs("1").await.expect("read"), one);
+    assert!(store.broker_configs("2").await.expect("read").is_empty());
+    store
+        .set_broker_configs("1", BTreeMap::new())
+        .await
+        .expect("clear broker 1");
+    assert!(store.broker_configs("1").await.expect("read").is_empty());
+    assert_eq!(store.broker_configs("").await.expect("read"), cluster);
+
     let mut configs = BTreeMap::new();
     configs.insert("retention.ms".to_string(), "1000".to_string());
     let a = store

@@ -245,6 +245,22 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
+    async fn broker_configs(&self, scope: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self
+            .read(|s| s.broker_configs.get(scope).cloned())?
+            .unwrap_or_default())
+    }
+
+    async fn set_broker_configs(
+        &self,
+        scope: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<()> {
+        let scope = scope.to_string();
+        self.update(move |_| Ok(((), Some(Change::SetBrokerConfigs { scope, configs }))))
+            .await
+    }
+
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
         if count < 1 {
             return Err(MetaError::Invalid(format!(
@@ -710,6 +726,16 @@ mod tests {
         store.add_partitions("kept", 3).await.unwrap();
         let configs = BTreeMap::from([("retention.ms".to_string(), "5".to_string())]);
         store.set_topic_configs("kept", configs).await.unwrap();
+        let dynamic = BTreeMap::from([("log.retention.ms".to_string(), "9".to_string())]);
+        store.set_broker_configs("", dynamic.clone()).await.unwrap();
+        store
+            .set_broker_configs("3", dynamic.clone())
+            .await
+            .unwrap();
+        store
+            .set_broker_configs("3", BTreeMap::new())
+            .await
+            .unwrap();
         let first = store.allocate_producer_ids(1000).await.unwrap();
         for p in 0..2 {
             store
@@ -756,6 +782,8 @@ mod tests {
             PartitionIndex::default()
         );
         assert!(store.allocate_producer_ids(1).await.unwrap() >= first + 1000);
+        assert_eq!(store.broker_configs("").await.unwrap(), dynamic);
+        assert!(store.broker_configs("3").await.unwrap().is_empty());
         // Fencing survives too: epoch 4 committed to partition 0.
         assert!(matches!(
             store.add_segment(kept.id, 0, seg(0, 30, 40, 3)).await,

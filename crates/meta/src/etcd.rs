@@ -214,6 +214,10 @@ impl Keys {
         format!("{}/topics/{}", self.root, escape(name))
     }
 
+    fn broker_configs(&self, scope: &str) -> String {
+        format!("{}/broker_configs/{}", self.root, escape(scope))
+    }
+
     fn producer_ids(&self) -> String {
         format!("{}/producer_ids", self.root)
     }
@@ -1018,6 +1022,33 @@ impl MetaStore for EtcdMetaStore {
             },
         )
         .await
+    }
+
+    async fn broker_configs(&self, scope: &str) -> Result<BTreeMap<String, String>> {
+        let key = self.keys.broker_configs(scope);
+        match self.get(&key).await? {
+            Some(stored) => decode(key.as_bytes(), &stored.value, "broker config set"),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    async fn set_broker_configs(
+        &self,
+        scope: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<()> {
+        // The whole set is replaced: one put (or delete), no read-modify-write to race.
+        let key = self.keys.broker_configs(scope);
+        let mut kv = self.client.kv_client();
+        if configs.is_empty() {
+            self.call(&format!("deleting {key}"), kv.delete(key.as_str(), None))
+                .await?;
+        } else {
+            let value = encode(&key, &configs)?;
+            self.call(&format!("writing {key}"), kv.put(key.as_str(), value, None))
+                .await?;
+        }
+        Ok(())
     }
 }
 

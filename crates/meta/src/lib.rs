@@ -188,4 +188,14 @@ pub trait MetaStore: Send + Sync + 'static {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta>;
+
+    /// Dynamic broker configs of a scope: `""` for the cluster-wide default, or a broker id.
+    /// Empty if none were set.
+    async fn broker_configs(&self, scope: &str) -> Result<BTreeMap<String, String>>;
+    /// Replaces the dynamic broker configs of a scope (an empty map removes them).
+    async fn set_broker_configs(
+        &self,
+        scope: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<()>;
 }

@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub(crate) next_producer_id: i64,
     /// Segment index, keyed by `<topic id>/<partition>`.
     pub(crate) segments: BTreeMap<String, StoredIndex>,
+    /// Dynamic broker configs by scope (`""` cluster default, or a broker id).
+    pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A partition's index plus the newest leader epoch that committed to it (kept even when
@@ -67,6 +69,8 @@ struct Snapshot {
     next_producer_id: i64,
     #[serde(default)]
     segments: BTreeMap<String, StoredIndex>,
+    #[serde(default)]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Generation of the log that follows this snapshot (absent before version 2).
     #[serde(default)]
     log_generation: u64,
@@ -81,6 +85,8 @@ struct SnapshotRef<'a> {
     topics: &'a BTreeMap<String, TopicMeta>,
     next_producer_id: i64,
     segments: &'a BTreeMap<String, StoredIndex>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    broker_configs: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
@@ -91,6 +97,7 @@ fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
         topics: &state.topics,
         next_producer_id: state.next_producer_id,
         segments: &state.segments,
+        broker_configs: &state.broker_configs,
     })
     .map_err(|e| unavailable("encoding", e))
 }
@@ -133,6 +140,10 @@ pub(crate) enum Change {
         partition: i32,
         offset: i64,
     },
+    SetBrokerConfigs {
+        scope: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 pub(crate) fn apply(state: &mut State, change: Change) {
@@ -159,6 +170,13 @@ pub(crate) fn apply(state: &mut State, change: Change) {
             }
         }
         Change::ProducerIds { next } => state.next_producer_id = next,
+        Change::SetBrokerConfigs { scope, configs } => {
+            if configs.is_empty() {
+                state.broker_configs.remove(&scope);
+            } else {
+                state.broker_configs.insert(scope, configs);
+            }
+        }
         Change::AddSegment {
             topic_id,
             partition,
@@ -262,6 +280,7 @@ impl MetaLog {
                     topics: s.topics,
                     next_producer_id: s.next_producer_id,
                     segments: s.segments,
+                    broker_configs: s.broker_configs,
                 };
                 (state, s.log_generation, bytes.len() as u64)
             }

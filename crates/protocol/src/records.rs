@@ -48,6 +48,11 @@ pub enum RecordError {
 pub struct RecordsSummary {
     /// The largest record timestamp (base timestamp plus the largest delta).
     pub max_timestamp: i64,
+    /// The smallest record timestamp.
+    pub min_timestamp: i64,
+    /// Indexes of the first record holding the smallest and the largest timestamp.
+    pub min_index: i32,
+    pub max_index: i32,
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes.
@@ -87,6 +92,8 @@ fn bytes<'a>(data: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, &'stat
 fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, RecordError> {
     let mut pos = 0usize;
     let mut max_timestamp = i64::MIN;
+    let mut min_timestamp = i64::MAX;
+    let (mut min_index, mut max_index) = (0, 0);
     let mut keys: Vec<&[u8]> = Vec::new();
     for index in 0..count {
         let bad = |reason| RecordError::Record { index, reason };
@@ -112,7 +119,14 @@ fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, 
         let ts = base_timestamp
             .checked_add(delta)
             .ok_or(bad("timestamp overflows"))?;
-        max_timestamp = max_timestamp.max(ts);
+        if ts > max_timestamp {
+            max_timestamp = ts;
+            max_index = index;
+        }
+        if ts < min_timestamp {
+            min_timestamp = ts;
+            min_index = index;
+        }
         let offset_delta = int(rec, &mut p).ok_or(bad("malformed offset delta"))?;
         if offset_delta != index {
             return Err(bad("offset delta does not match the record's position"));
@@ -149,7 +163,12 @@ fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, 
             "bytes follow the last record the header counts",
         ));
     }
-    Ok(RecordsSummary { max_timestamp })
+    Ok(RecordsSummary {
+        max_timestamp,
+        min_timestamp,
+        min_index,
+        max_index,
+    })
 }
 
 /// Checks every record of `batch` (one whole batch, header included, already through
@@ -222,6 +241,11 @@ mod tests {
             let got = check_all(&b).unwrap_or_else(|e| panic!("{c:?}: {e}"));
             let want = rs.iter().map(|r| r.timestamp).max().unwrap();
             assert_eq!(got.max_timestamp, want, "{c:?}");
+            let least = rs.iter().map(|r| r.timestamp).min().unwrap();
+            assert_eq!(got.min_timestamp, least, "{c:?}");
+            let first = |t| rs.iter().position(|r| r.timestamp == t).unwrap() as i32;
+            assert_eq!(got.min_index, first(least), "{c:?}");
+            assert_eq!(got.max_index, first(want), "{c:?}");
         }
     }
 

@@ -2,7 +2,8 @@
 //! confluent-kafka's `alter_configs` send): each topic's configs are *replaced* by the ones
 //! given; configs left out go back to their defaults. Validated exactly as CreateTopics and
 //! IncrementalAlterConfigs validate (a config Sediment does not implement is INVALID_CONFIG),
-//! and stored in one change. Broker configs are static and refused.
+//! and stored in one change. The broker resource replaces the dynamic broker configs of its
+//! scope the same way ([`crate::dynamic`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,11 +11,14 @@ use std::sync::Arc;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
-use super::incremental_alter_configs::{not_a_topic, store_topic_configs};
+use super::incremental_alter_configs::{
+    broker_scope, not_a_topic, store_broker_configs, store_topic_configs,
+};
 use super::{str_bytes, ResponseError};
 use crate::Broker;
 
 const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
 
 pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
@@ -23,7 +27,7 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let outcome = match res.resource_type {
-            TOPIC => {
+            TOPIC | BROKER => {
                 let mut configs = BTreeMap::new();
                 let mut null = None;
                 for c in &res.configs {
@@ -39,7 +43,7 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
                         ResponseError::InvalidConfig.code(),
                         format!("config {key} is set to null"),
                     )),
-                    None => {
+                    None if res.resource_type == TOPIC => {
                         store_topic_configs(
                             broker,
                             res.resource_name.as_str(),
@@ -48,6 +52,12 @@ pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConf
                         )
                         .await
                     }
+                    None => match broker_scope(broker, res.resource_name.as_str()) {
+                        Ok(scope) => {
+                            store_broker_configs(broker, &scope, configs, req.validate_only).await
+                        }
+                        Err(e) => Err(e),
+                    },
                 }
             }
             other => Err(not_a_topic(other)),

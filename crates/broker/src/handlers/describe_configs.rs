@@ -8,12 +8,14 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::{str_bytes, ResponseError};
-use crate::topics::{default_value, ConfigType, TOPIC_CONFIGS};
+use crate::dynamic::DynamicConfigs;
+use crate::topics::{default_value, ConfigDef, ConfigType, TOPIC_CONFIGS};
 use crate::Broker;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
-/// Config sources: 1 dynamic topic config, 4 static broker config, 5 default.
+/// Config sources: 1 dynamic topic config, 2 dynamic config of this broker, 3 dynamic
+/// cluster-wide default, 4 static broker config, 5 default.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
@@ -24,12 +26,13 @@ fn entry(
     value: String,
     source: i8,
     kind: ConfigType,
+    read_only: bool,
 ) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default();
     e.name = str_bytes(name);
     e.value = Some(str_bytes(value));
     e.config_source = source;
-    e.read_only = source == SOURCE_STATIC_BROKER;
+    e.read_only = read_only;
     if version >= 3 {
         e.config_type = kind as i8;
     }
@@ -54,13 +57,14 @@ pub async fn handle(
         match res.resource_type {
             TOPIC => match broker.registry.topic(res.resource_name.as_str()) {
                 Some(t) => {
+                    let dynamic = broker.dynamic.read().map(|d| d.clone()).unwrap_or_default();
                     for d in TOPIC_CONFIGS.iter().filter(|d| wanted(d.name)) {
                         let (value, source) = match t.meta.configs.get(d.name) {
                             Some(v) => (v.clone(), SOURCE_TOPIC),
-                            None => (default_value(&broker.config, d), SOURCE_DEFAULT),
+                            None => broker_level(broker, &dynamic, d),
                         };
                         r.configs
-                            .push(entry(version, d.name, value, source, d.kind));
+                            .push(entry(version, d.name, value, source, d.kind, false));
                     }
                 }
                 None => {
@@ -76,13 +80,8 @@ pub async fn handle(
                     || res.resource_name.is_empty() =>
             {
                 let c = &broker.config;
-                let all = [
+                let fixed = [
                     ("broker.id", c.broker_id.to_string(), ConfigType::Int),
-                    (
-                        "message.max.bytes",
-                        c.message_max_bytes.to_string(),
-                        ConfigType::Int,
-                    ),
                     (
                         "socket.request.max.bytes",
                         c.max_request_bytes.to_string(),
@@ -91,7 +90,7 @@ pub async fn handle(
                     (
                         "auto.create.topics.enable",
                         c.auto_create_topics.to_string(),
-                        ConfigType::String,
+                        ConfigType::Boolean,
                     ),
                     (
                         "num.partitions",
@@ -99,24 +98,30 @@ pub async fn handle(
                         ConfigType::Int,
                     ),
                     (
-                        "log.retention.ms",
-                        c.retention_ms.to_string(),
-                        ConfigType::Long,
-                    ),
-                    (
-                        "log.retention.bytes",
-                        c.retention_bytes.to_string(),
-                        ConfigType::Long,
-                    ),
-                    (
                         "default.replication.factor",
                         "1".to_string(),
                         ConfigType::Int,
                     ),
                 ];
-                for (name, value, kind) in all.into_iter().filter(|(n, _, _)| wanted(n)) {
+                for (name, value, kind) in fixed.into_iter().filter(|(n, _, _)| wanted(n)) {
+                    r.configs.push(entry(
+                        version,
+                        name,
+                        value,
+                        SOURCE_STATIC_BROKER,
+                        kind,
+                        true,
+                    ));
+                }
+                // The broker-level defaults of topic configs, changeable at run time.
+                let dynamic = broker.dynamic.read().map(|d| d.clone()).unwrap_or_default();
+                for d in TOPIC_CONFIGS {
+                    let Some(name) = d.broker_name.filter(|n| wanted(n)) else {
+                        continue;
+                    };
+                    let (value, source) = broker_level(broker, &dynamic, d);
                     r.configs
-                        .push(entry(version, name, value, SOURCE_STATIC_BROKER, kind));
+                        .push(entry(version, name, value, source, d.kind, false));
                 }
             }
             BROKER => {
@@ -132,4 +137,19 @@ pub async fn handle(
         resp.results.push(r);
     }
     resp
+}
+
+/// A topic config's broker-level value and its source: this broker's dynamic value, the
+/// cluster's dynamic default, the static setting that feeds it, or Kafka's default.
+fn broker_level(broker: &Broker, dynamic: &DynamicConfigs, d: &ConfigDef) -> (String, i8) {
+    if let Some((v, scope)) = d.broker_name.and_then(|b| dynamic.get(b)) {
+        return (v.to_string(), scope as i8);
+    }
+    let value = default_value(&broker.config, d);
+    let source = if value == d.default {
+        SOURCE_DEFAULT
+    } else {
+        SOURCE_STATIC_BROKER
+    };
+    (value, source)
 }

@@ -49,10 +49,14 @@ thread_local! {
 }
 
 /// Walks a batch's records (decompressing into this thread's scratch buffer).
-fn check_records(batch: &[u8], info: &BatchInfo, limit: usize) -> Result<i64, RecordError> {
+fn check_records(
+    batch: &[u8],
+    info: &BatchInfo,
+    limit: usize,
+) -> Result<records::RecordsSummary, RecordError> {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
-        let out = records::check(batch, info, limit, &mut s).map(|r| r.max_timestamp);
+        let out = records::check(batch, info, limit, &mut s);
         // Keep a typical batch's buffer, not the largest one ever seen.
         if s.capacity() > 16 << 20 {
             *s = Vec::new();
@@ -168,11 +172,7 @@ async fn append_partition(
     let whole = records.slice(info.start..info.start + info.len);
     // Every record is walked before anything is stored, as Kafka's log validator does: a batch
     // acknowledged here must decode for every consumer and for the archive.
-    let max_timestamp = match check_records(
-        &whole,
-        &info,
-        broker.config.max_decompressed_batch_bytes,
-    ) {
+    let summary = match check_records(&whole, &info, broker.config.max_decompressed_batch_bytes) {
         Ok(t) => t,
         Err(e) => {
             warn!(topic = %topic.meta.name, partition = index, error = %e, "refused record batch");
@@ -183,6 +183,41 @@ async fn append_partition(
             return Outcome::Failed(record_error_code(&e), e.to_string(), at);
         }
     };
+    let max_timestamp = summary.max_timestamp;
+    // A CreateTime record's timestamp must lie within the topic's bounds around the broker's
+    // clock (message.timestamp.before.max.ms / after.max.ms), as Kafka's log validator checks.
+    if !topic.log_append_time {
+        let now = broker.config.clock.wall_ms();
+        let early = now.saturating_sub(topic.timestamp_before_max_ms);
+        let late = now.saturating_add(topic.timestamp_after_max_ms);
+        let offending = if summary.min_timestamp < early {
+            Some((
+                summary.min_index,
+                summary.min_timestamp,
+                "before",
+                topic.timestamp_before_max_ms,
+            ))
+        } else if summary.max_timestamp > late {
+            Some((
+                summary.max_index,
+                summary.max_timestamp,
+                "after",
+                topic.timestamp_after_max_ms,
+            ))
+        } else {
+            None
+        };
+        if let Some((at, ts, side, bound)) = offending {
+            return Outcome::Failed(
+                ResponseError::InvalidTimestamp.code(),
+                format!(
+                    "record {at} has timestamp {ts}, more than {bound} ms {side} the broker's \
+                     time {now} (message.timestamp.{side}.max.ms)"
+                ),
+                Some(at),
+            );
+        }
+    }
     // The stored timestamps: the broker's clock for a LogAppendTime topic; otherwise the
     // producer's, with a max timestamp that disagrees with the records (or a LogAppendTime bit
     // the topic does not have) corrected as Kafka does.
