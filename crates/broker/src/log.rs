@@ -216,6 +216,8 @@ pub struct Topic {
     /// CreateTime record's timestamp may be behind or ahead of the broker's clock.
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
+    /// `flush.messages=1` or `flush.ms=0`: acks=1 waits for the WAL sync too.
+    pub flush_on_append: bool,
     /// The dynamic broker-level defaults (by topic-config name) in force when this topic was
     /// resolved; a topic's own configs win over them.
     pub defaults: Arc<BTreeMap<String, String>>,
@@ -290,6 +292,7 @@ impl Registry {
                 min_insync_replicas: 1,
                 timestamp_before_max_ms: TIMESTAMP_BEFORE_MAX_MS,
                 timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS,
+                flush_on_append: false,
                 defaults: Arc::default(),
             });
         };
@@ -318,6 +321,8 @@ impl Registry {
         let timestamp_after_max_ms = get("message.timestamp.after.max.ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(TIMESTAMP_AFTER_MAX_MS);
+        let flush_on_append = get("flush.messages").is_some_and(|v| v.trim() == "1")
+            || get("flush.ms").is_some_and(|v| v.trim() == "0");
         let topic = Arc::new(Topic {
             meta,
             partitions,
@@ -328,6 +333,7 @@ impl Registry {
             min_insync_replicas,
             timestamp_before_max_ms,
             timestamp_after_max_ms,
+            flush_on_append,
             defaults,
         });
         if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {

@@ -92,8 +92,9 @@ const NOT_RECOMPRESSED: &str = "it acts only when the broker recompresses (compr
                                 other than producer), which Sediment does not support yet";
 const NO_LOCAL_FILES: &str = "Sediment's segments are Parquet objects with their own row-group \
                               index, not Kafka's log and index files";
-const SYNCED: &str = "every batch is fsynced to the write-ahead log before it is acknowledged, \
-                      which is at least as often as any flush setting asks";
+const SYNCED: &str = "the write-ahead log syncer covers every write with an fdatasync as soon \
+                      as the previous one ends; flush.messages=1 or flush.ms=0 also makes acks=1 \
+                      wait for it, as Kafka flushes on append";
 
 const fn def(
     name: &'static str,
@@ -691,6 +692,21 @@ mod tests {
         ];
         let ours: Vec<&str> = TOPIC_CONFIGS.iter().map(|d| d.name).collect();
         assert_eq!(ours, kafka);
+        // docs/configs.md has a row for each, saying what Sediment does with it.
+        let doc = include_str!("../../../docs/configs.md");
+        for d in TOPIC_CONFIGS {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", d.name)))
+                .unwrap_or_else(|| panic!("docs/configs.md has no row for {}", d.name));
+            let says = match d.effect {
+                Applied => "| applied |",
+                Dormant(_) => "| stored and reported |",
+                Met(_) => "| any value met |",
+                Only(..) => "| only ",
+            };
+            assert!(row.contains(says), "docs/configs.md: {row}");
+        }
         for d in TOPIC_CONFIGS {
             assert!(check_value(d, d.name, d.default).is_ok(), "{}", d.name);
             if let Some(b) = d.broker_name {

@@ -381,6 +381,15 @@ async fn the_cluster_default_and_the_broker_scope_layer_and_persist() {
     assert_eq!(source_of(&d, "retention.ms"), 2);
     // A topic's own value wins over both.
     assert_eq!(value_of(&describe(&c, "own").await, "retention.ms"), "1");
+    // flush.ms=0 (the topic's, or a broker default) makes acks=1 wait for the WAL sync.
+    assert_eq!(create(&c, "flushed", &[("flush.ms", "0")]).await.0, 0);
+    assert!(tb.broker.registry.topic("flushed").unwrap().flush_on_append);
+    assert!(!tb.broker.registry.topic("t").unwrap().flush_on_append);
+    assert_eq!(
+        alter_broker(&c, "", &[set("log.flush.interval.messages", "1")]).await,
+        0
+    );
+    assert!(tb.broker.registry.topic("t").unwrap().flush_on_append);
     // Another broker's id, a static setting, a bad value: refused, nothing changes.
     assert_eq!(
         alter_broker(&c, "9", &[set("log.retention.ms", "5")]).await,

@@ -139,6 +139,13 @@ async fn append_partition(
             ),
         );
     }
+    // flush.messages=1 / flush.ms=0: every append is flushed before it is acknowledged, as
+    // Kafka flushes on append; otherwise the WAL syncer covers each write within one fsync.
+    let durability = if topic.flush_on_append {
+        Durability::Synced
+    } else {
+        durability
+    };
     let max = topic
         .max_message_bytes
         .unwrap_or(broker.config.message_max_bytes);
