@@ -22,6 +22,13 @@ from pathlib import Path
 
 import pytest
 
+import clientreport
+from clientreport import (  # noqa: F401  (hooks: tests by client used, see clientreport)
+    pytest_runtest_logreport, pytest_runtest_protocol, pytest_terminal_summary)
+
+# Before any test module imports a client: record which clients each test uses.
+clientreport.install()
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
