@@ -73,10 +73,10 @@ impl Default for EtcdOptions {
 /// The etcd store. Cheap to clone: clones share the connection.
 #[derive(Clone)]
 pub struct EtcdMetaStore {
-    client: Client,
-    keys: Keys,
+    pub(crate) client: Client,
+    pub(crate) keys: Keys,
     cluster_id: String,
-    options: EtcdOptions,
+    pub(crate) options: EtcdOptions,
 }
 
 impl std::fmt::Debug for EtcdMetaStore {
@@ -98,9 +98,9 @@ struct Head {
 }
 
 /// A key's value and the revision of its last change, as read.
-struct Stored {
-    value: Vec<u8>,
-    mod_revision: i64,
+pub(crate) struct Stored {
+    pub(crate) value: Vec<u8>,
+    pub(crate) mod_revision: i64,
 }
 
 impl From<KeyValue> for Stored {
@@ -121,7 +121,7 @@ fn unchanged(key: &str, read: Option<&Stored>) -> Compare {
 }
 
 /// Escapes a name for use as one key component.
-fn escape(name: &str) -> String {
+pub(crate) fn escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
@@ -134,7 +134,7 @@ fn escape(name: &str) -> String {
 }
 
 /// Reverses [`escape`]. `None` if `escaped` is not something it produced.
-fn unescape(escaped: &[u8]) -> Option<String> {
+pub(crate) fn unescape(escaped: &[u8]) -> Option<String> {
     let mut bytes = Vec::with_capacity(escaped.len());
     let mut i = 0;
     while i < escaped.len() {
@@ -151,7 +151,7 @@ fn unescape(escaped: &[u8]) -> Option<String> {
 }
 
 /// The first key after every key that starts with `prefix`.
-fn prefix_end(prefix: &str) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
     let mut end = prefix.as_bytes().to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -167,12 +167,12 @@ fn shown(key: &[u8]) -> String {
     String::from_utf8_lossy(key).into_owned()
 }
 
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value)
         .map_err(|e| MetaError::Unavailable(format!("encoding the value of etcd key {key}: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8], what: &str) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8], what: &str) -> Result<T> {
     serde_json::from_slice(value).map_err(|e| {
         MetaError::Unavailable(format!(
             "etcd key {} does not hold a valid {what}: {e}",
@@ -181,7 +181,7 @@ fn decode<T: DeserializeOwned>(key: &[u8], value: &[u8], what: &str) -> Result<T
     })
 }
 
-fn etcd_error(what: &str, e: etcd_client::Error) -> MetaError {
+pub(crate) fn etcd_error(what: &str, e: etcd_client::Error) -> MetaError {
     if let etcd_client::Error::GRpcStatus(status) = &e {
         if status.code() as i32 == GRPC_INVALID_ARGUMENT {
             return MetaError::Invalid(format!("etcd refused {what}: {}", status.message()));
@@ -192,9 +192,9 @@ fn etcd_error(what: &str, e: etcd_client::Error) -> MetaError {
 
 /// Where each piece of metadata lives.
 #[derive(Debug, Clone)]
-struct Keys {
+pub(crate) struct Keys {
     /// The prefix without a trailing `/`.
-    root: String,
+    pub(crate) root: String,
 }
 
 impl Keys {
@@ -206,7 +206,7 @@ impl Keys {
         format!("{}/layout", self.root)
     }
 
-    fn topics(&self) -> String {
+    pub(crate) fn topics(&self) -> String {
         format!("{}/topics/", self.root)
     }
 
@@ -214,7 +214,7 @@ impl Keys {
         format!("{}/topics/{}", self.root, escape(name))
     }
 
-    fn broker_configs(&self, scope: &str) -> String {
+    pub(crate) fn broker_configs(&self, scope: &str) -> String {
         format!("{}/broker_configs/{}", self.root, escape(scope))
     }
 
@@ -385,7 +385,7 @@ impl EtcdMetaStore {
     }
 
     /// Runs one etcd request, bounded by the request timeout.
-    async fn call<T>(
+    pub(crate) async fn call<T>(
         &self,
         what: &str,
         request: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
@@ -399,7 +399,7 @@ impl EtcdMetaStore {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Stored>> {
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Stored>> {
         let mut kv = self.client.kv_client();
         let mut resp = self
             .call(&format!("reading {key}"), kv.get(key, None))
@@ -478,12 +478,17 @@ impl EtcdMetaStore {
         }
     }
 
-    async fn range_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>> {
+    pub(crate) async fn range_prefix(&self, prefix: &str) -> Result<Vec<KeyValue>> {
         self.range(prefix, prefix_end(prefix)).await
     }
 
     /// Runs a transaction: `ops` if every compare holds. `false` if one did not.
-    async fn commit(&self, what: &str, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool> {
+    pub(crate) async fn commit(
+        &self,
+        what: &str,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+    ) -> Result<bool> {
         let mut kv = self.client.kv_client();
         let resp = self
             .call(what, kv.txn(Txn::new().when(compares).and_then(ops)))

@@ -8,9 +8,11 @@
 //! [`etcd::EtcdMetaStore`] keeps it in etcd, shared by the brokers of a cluster (ADR 0019).
 //! Every implementation must pass [`conformance`].
 
+pub mod cluster;
 pub mod conformance;
 pub mod embedded;
 pub mod etcd;
+mod etcd_cluster;
 mod lines;
 mod meta_log;
 mod offsets_log;

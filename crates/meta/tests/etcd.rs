@@ -748,3 +748,298 @@ async fn segment_index_cost_in_etcd_is_measured_and_bounded_by_retention() {
     println!("etcd db in use after retention removed every segment: {after} B (was {compacted} B)");
     assert!(after < before + (compacted - before) / 4);
 }
+
+// ------------------------------------------------------------------ cluster metadata
+
+use sediment_meta::cluster::{BrokerRegistration, ClusterEvent, ClusterMeta, PartitionState};
+
+fn registration(id: i32) -> BrokerRegistration {
+    BrokerRegistration {
+        broker_id: id,
+        host: "127.0.0.1".into(),
+        port: 9000 + id,
+        rack: Some(format!("rack-{}", id % 2)),
+        incarnation: Uuid::new_v4(),
+    }
+}
+
+async fn live_ids(store: &EtcdMetaStore) -> Vec<i32> {
+    store
+        .live_brokers()
+        .await
+        .expect("live brokers")
+        .iter()
+        .map(|b| b.broker_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_broker_id_is_held_by_one_live_process_until_released_or_expired() {
+    let etcd = Etcd::start().await;
+    let (a, b) = (store(&etcd, "/c").await, store(&etcd, "/c").await);
+    let session = Duration::from_secs(1);
+    let first = a
+        .register_broker(&registration(1), session)
+        .await
+        .expect("register");
+    let two = a
+        .register_broker(&registration(2), session)
+        .await
+        .expect("register 2");
+    // Another process with the same id is refused while the first is alive, however long it
+    // keeps trying within the session (the lease is renewed in the background).
+    for _ in 0..3 {
+        assert!(matches!(
+            b.register_broker(&registration(1), session).await,
+            Err(MetaError::AlreadyExists(_))
+        ));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(live_ids(&b).await, vec![1, 2]);
+    let listed = b.live_brokers().await.unwrap();
+    assert_eq!(listed[0].rack.as_deref(), Some("rack-1"));
+    // Released (controlled shutdown): gone at once, and the id is free.
+    first.release().await;
+    assert_eq!(live_ids(&b).await, vec![2]);
+    let again = b
+        .register_broker(&registration(1), session)
+        .await
+        .expect("re-register");
+    // Dropped without release (a crash): the registration goes once the lease expires.
+    drop(two);
+    let start = Instant::now();
+    while live_ids(&b).await.contains(&2) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "broker 2's lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "it went before its lease ran out"
+    );
+    assert_eq!(live_ids(&b).await, vec![1]);
+    assert!(!*again.lost.borrow());
+}
+
+#[tokio::test]
+async fn a_broker_cut_off_from_etcd_learns_its_registration_is_lost_within_the_session() {
+    let mut etcd = Etcd::start().await;
+    let a = store(&etcd, "/c").await;
+    let reg = a
+        .register_broker(&registration(1), Duration::from_secs(2))
+        .await
+        .expect("register");
+    let mut lost = reg.lost.clone();
+    etcd.signal("STOP");
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), lost.wait_for(|l| *l))
+        .await
+        .expect("the loss was noticed within the session timeout plus renewal slack")
+        .expect("lost flag");
+    let took = start.elapsed();
+    etcd.signal("CONT");
+    assert!(
+        took <= Duration::from_millis(3500),
+        "noticed after {took:?}"
+    );
+    drop(reg);
+    etcd.stop();
+}
+
+#[tokio::test]
+async fn racing_leader_elections_of_one_partition_have_exactly_one_winner() {
+    let etcd = Etcd::start().await;
+    let stores = [store(&etcd, "/c").await, store(&etcd, "/c").await];
+    let topic = Uuid::new_v4();
+    let initial = PartitionState {
+        replicas: vec![1, 2, 3],
+        leader: 1,
+        leader_epoch: 0,
+        isr: vec![1, 2, 3],
+    };
+    stores[0]
+        .create_partition_states(topic, vec![(0, initial.clone()), (1, initial.clone())])
+        .await
+        .expect("create");
+    assert!(matches!(
+        stores[1]
+            .create_partition_states(topic, vec![(1, initial.clone())])
+            .await,
+        Err(MetaError::AlreadyExists(_))
+    ));
+    for round in 0..10 {
+        let read = stores[0].partition_states(topic).await.unwrap();
+        let (_, current) = &read[0];
+        let barrier = Arc::new(Barrier::new(2));
+        let mut tasks = Vec::new();
+        for (i, s) in stores.iter().enumerate() {
+            let (s, barrier, current) = (s.clone(), barrier.clone(), current.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut next = current.value.clone();
+                next.leader = 2 + i as i32;
+                next.leader_epoch += 1;
+                next.isr.retain(|b| *b != current.value.leader);
+                barrier.wait().await;
+                s.update_partition_state(topic, 0, current.version, next)
+                    .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(MetaError::Fenced(_)) => {}
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}: exactly one election wins");
+        let after = stores[1].partition_states(topic).await.unwrap();
+        assert_eq!(
+            after[0].1.value.leader_epoch,
+            current.value.leader_epoch + 1
+        );
+        // A write decided under the old version is fenced.
+        assert!(matches!(
+            stores[1]
+                .update_partition_state(topic, 0, current.version, current.value.clone())
+                .await,
+            Err(MetaError::Fenced(_))
+        ));
+    }
+    // Epochs never go back, even at the right version.
+    let read = stores[0].partition_states(topic).await.unwrap();
+    let mut older = read[0].1.value.clone();
+    older.leader_epoch -= 1;
+    assert!(matches!(
+        stores[0]
+            .update_partition_state(topic, 0, read[0].1.version, older)
+            .await,
+        Err(MetaError::Invalid(_))
+    ));
+    assert_eq!(read[1].1.value, initial, "partition 1 untouched");
+    stores[0].delete_partition_states(topic).await.unwrap();
+    assert!(stores[1].partition_states(topic).await.unwrap().is_empty());
+}
+
+/// Waits for an event matching `want`, skipping others; fails after `within`.
+async fn expect_event(
+    rx: &mut tokio::sync::mpsc::Receiver<ClusterEvent>,
+    within: Duration,
+    want: impl Fn(&ClusterEvent) -> bool,
+) -> ClusterEvent {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(e)) if want(&e) => return e,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the watch closed"),
+            Err(_) => panic!("no matching event within {within:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_watch_shows_other_brokers_changes_within_a_second_and_resyncs_after_an_outage() {
+    let mut etcd = Etcd::start().await;
+    let (watcher, writer) = (store(&etcd, "/c").await, store(&etcd, "/c").await);
+    let other = store(&etcd, "/other").await;
+    let mut rx = watcher.watch().await.expect("watch");
+    let second = Duration::from_secs(1);
+
+    let t = writer
+        .create_topic("orders", 2, BTreeMap::new())
+        .await
+        .unwrap();
+    other
+        .create_topic("elsewhere", 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, second, |e| {
+        matches!(e, ClusterEvent::TopicChanged(_))
+    })
+    .await;
+    assert_eq!(
+        e,
+        ClusterEvent::TopicChanged("orders".into()),
+        "another prefix leaked in"
+    );
+    let reg = writer
+        .register_broker(&registration(7), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, second, |e| matches!(e, ClusterEvent::BrokerUp(_))).await;
+    assert!(matches!(e, ClusterEvent::BrokerUp(b) if b.broker_id == 7));
+    let state = PartitionState {
+        replicas: vec![7],
+        leader: 7,
+        leader_epoch: 0,
+        isr: vec![7],
+    };
+    writer
+        .create_partition_states(t.id, vec![(1, state.clone())])
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, second, |e| {
+        matches!(e, ClusterEvent::PartitionChanged { .. })
+    })
+    .await;
+    let ClusterEvent::PartitionChanged {
+        topic_id,
+        partition,
+        state: got,
+    } = e
+    else {
+        unreachable!()
+    };
+    assert_eq!((topic_id, partition, &got.value), (t.id, 1, &state));
+    // The version the watch reports is the one compare-and-set takes.
+    let mut next = state.clone();
+    next.leader_epoch = 1;
+    writer
+        .update_partition_state(t.id, 1, got.version, next)
+        .await
+        .expect("the watched version is current");
+    writer
+        .set_broker_configs(
+            "",
+            BTreeMap::from([("log.retention.ms".into(), "5".into())]),
+        )
+        .await
+        .unwrap();
+    let e = expect_event(&mut rx, second, |e| {
+        matches!(e, ClusterEvent::BrokerConfigsChanged(_))
+    })
+    .await;
+    assert_eq!(e, ClusterEvent::BrokerConfigsChanged(String::new()));
+    reg.release().await;
+    let e = expect_event(&mut rx, second, |e| {
+        matches!(e, ClusterEvent::BrokerDown(_))
+    })
+    .await;
+    assert_eq!(e, ClusterEvent::BrokerDown(7));
+    writer.delete_topic("orders").await.unwrap();
+    let e = expect_event(&mut rx, second, |e| {
+        matches!(e, ClusterEvent::TopicDeleted(_))
+    })
+    .await;
+    assert_eq!(e, ClusterEvent::TopicDeleted("orders".into()));
+
+    // etcd restarts: the watch comes back by itself and nothing made meanwhile is missed.
+    etcd.stop();
+    etcd.start_again().await;
+    let writer = store(&etcd, "/c").await;
+    writer
+        .create_topic("after", 1, BTreeMap::new())
+        .await
+        .unwrap();
+    let e = expect_event(
+        &mut rx,
+        Duration::from_secs(10),
+        |e| matches!(e, ClusterEvent::TopicChanged(n) if n == "after"),
+    )
+    .await;
+    assert_eq!(e, ClusterEvent::TopicChanged("after".into()));
+}
