@@ -12,9 +12,11 @@
 //! many bytes holding attributes (i8), timestamp delta (varlong), offset delta (varint, equal
 //! to the record's index in the batch), key and value (varint length, -1 for null, then the
 //! bytes) and headers (varint count, each a non-null UTF-8 key and a nullable value). Beyond
-//! Kafka, a header key must be valid UTF-8 and appear once per record: the archive stores
-//! header keys as UTF-8 strings in a key/value list that the Kafka record model of the
-//! decoder merges by key, so either would come back altered from the archive.
+//! Kafka, a header key must be valid UTF-8: the archive stores header keys as UTF-8 strings.
+//! A key may repeat within a record, as in Kafka; [`header_lists`] gives the headers as the
+//! list they are (the archive keeps that list and rebuilds batches from it).
+
+use bytes::Bytes;
 
 use crate::batch::{BatchInfo, HEADER_LEN};
 use crate::decompress::{self, DecodeError};
@@ -89,12 +91,16 @@ fn bytes<'a>(data: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, &'stat
 }
 
 /// Walks uncompressed records: exactly `count` of them, tiling `data`.
-fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, RecordError> {
+fn walk(
+    data: &[u8],
+    count: i32,
+    base_timestamp: i64,
+    mut on_header: impl FnMut(i32, &[u8], Option<&[u8]>),
+) -> Result<RecordsSummary, RecordError> {
     let mut pos = 0usize;
     let mut max_timestamp = i64::MIN;
     let mut min_timestamp = i64::MAX;
     let (mut min_index, mut max_index) = (0, 0);
-    let mut keys: Vec<&[u8]> = Vec::new();
     for index in 0..count {
         let bad = |reason| RecordError::Record { index, reason };
         if pos >= data.len() {
@@ -137,7 +143,6 @@ fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, 
         if headers < 0 {
             return Err(bad("negative header count"));
         }
-        keys.clear();
         for _ in 0..headers {
             let key = bytes(rec, &mut p)
                 .map_err(bad)?
@@ -145,13 +150,9 @@ fn walk(data: &[u8], count: i32, base_timestamp: i64) -> Result<RecordsSummary, 
             if std::str::from_utf8(key).is_err() {
                 return Err(bad("header key is not valid UTF-8"));
             }
-            if keys.contains(&key) {
-                return Err(bad(
-                    "header key repeated in one record (not supported: the archive keeps one value per key)",
-                ));
-            }
-            keys.push(key);
-            bytes(rec, &mut p).map_err(bad)?; // value
+            // A key may repeat within a record, as in Kafka: headers are a list.
+            let value = bytes(rec, &mut p).map_err(bad)?;
+            on_header(index, key, value);
         }
         if p != rec.len() {
             return Err(bad("record length does not match its contents"));
@@ -180,12 +181,22 @@ pub fn check(
     limit: usize,
     scratch: &mut Vec<u8>,
 ) -> Result<RecordsSummary, RecordError> {
+    walk_batch(batch, info, limit, scratch, |_, _, _| {})
+}
+
+fn walk_batch(
+    batch: &[u8],
+    info: &BatchInfo,
+    limit: usize,
+    scratch: &mut Vec<u8>,
+    on_header: impl FnMut(i32, &[u8], Option<&[u8]>),
+) -> Result<RecordsSummary, RecordError> {
     let body = batch
         .get(HEADER_LEN..)
         .ok_or(RecordError::Batch("batch shorter than its header"))?;
     let codec = info.compression();
     if codec == 0 {
-        return walk(body, info.record_count, info.base_timestamp);
+        return walk(body, info.record_count, info.base_timestamp, on_header);
     }
     if codec > 4 {
         return Err(RecordError::Codec(codec));
@@ -195,7 +206,31 @@ pub fn check(
         DecodeError::TooLarge { limit } => RecordError::TooLarge { limit },
         DecodeError::Invalid(m) => RecordError::Corrupt(m),
     })?;
-    walk(scratch, info.record_count, info.base_timestamp)
+    walk(scratch, info.record_count, info.base_timestamp, on_header)
+}
+
+/// A record's headers in order, repeated keys included.
+pub type HeaderList = Vec<(String, Option<Bytes>)>;
+
+/// Every record's headers as the producer sent them: a list per record, in order, a key as
+/// often as it was given (a map, such as kafka-protocol's decoder builds, keeps one value per
+/// key). `batch` is one whole batch, as for [`check`].
+pub fn header_lists(
+    batch: &[u8],
+    info: &BatchInfo,
+    limit: usize,
+) -> Result<Vec<HeaderList>, RecordError> {
+    let mut out: Vec<HeaderList> = (0..info.record_count.max(0)).map(|_| Vec::new()).collect();
+    let mut scratch = Vec::new();
+    walk_batch(batch, info, limit, &mut scratch, |i, k, v| {
+        if let Some(list) = out.get_mut(i as usize) {
+            list.push((
+                String::from_utf8_lossy(k).into_owned(),
+                v.map(Bytes::copy_from_slice),
+            ));
+        }
+    })?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -326,17 +361,20 @@ mod tests {
                 "{body:?}: {got:?}"
             );
         }
-        // A header key twice in one record.
+        // A header key twice in one record: kept, both of them.
         let mut r = vec![0u8, 0, 0, 0x01, 0x01, 4];
         for _ in 0..2 {
             r.extend_from_slice(&[2, b'h', 0x01]);
         }
         let mut dup = vec![(r.len() * 2) as u8];
         dup.extend(r);
-        assert!(matches!(
-            check_all(&with_body(&plain, &dup, 1, 0)),
-            Err(RecordError::Record { index: 0, .. })
-        ));
+        let dup = with_body(&plain, &dup, 1, 0);
+        assert!(check_all(&dup).is_ok(), "Kafka allows a header key twice");
+        let info = validate(&dup, usize::MAX).unwrap()[0];
+        assert_eq!(
+            header_lists(&dup, &info, 1 << 20).unwrap(),
+            vec![vec![("h".to_string(), None), ("h".to_string(), None)]]
+        );
     }
 
     #[test]

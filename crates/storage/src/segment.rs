@@ -24,10 +24,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, TimestampType};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -43,6 +40,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
+use sediment_protocol::batch::{BatchFields, RawRecord};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
@@ -171,17 +169,6 @@ fn compression_code(c: Compression) -> i16 {
     }
 }
 
-fn compression_of(attributes: i16) -> Result<Compression, SegmentError> {
-    Ok(match attributes & 0x7 {
-        0 => Compression::None,
-        1 => Compression::Gzip,
-        2 => Compression::Snappy,
-        3 => Compression::Lz4,
-        4 => Compression::Zstd,
-        other => return Err(SegmentError::Format(format!("compression code {other}"))),
-    })
-}
-
 struct Columns {
     offset: Int64Builder,
     timestamp: TimestampMillisecondBuilder,
@@ -216,20 +203,35 @@ impl Columns {
         }
     }
 
-    fn push(&mut self, r: &Record, batch_offset: i64, attributes: i16) {
+    /// Adds a record; `headers` is its header list when the batch was walked for one (a
+    /// repeated key, which `r.headers` as a map would have merged).
+    fn push(
+        &mut self,
+        r: &Record,
+        headers: Option<&sediment_protocol::records::HeaderList>,
+        batch_offset: i64,
+        attributes: i16,
+    ) {
         self.offset.append_value(r.offset);
         self.timestamp.append_value(r.timestamp);
         self.key.append_option(r.key.as_deref());
         self.value.append_option(r.value.as_deref());
         let entries = self.headers.values();
-        for (k, v) in &r.headers {
+        let mut add = |k: &str, v: Option<&[u8]>| {
             if let Some(b) = entries.field_builder::<StringBuilder>(0) {
-                b.append_value(k.as_str());
+                b.append_value(k);
             }
             if let Some(b) = entries.field_builder::<BinaryBuilder>(1) {
-                b.append_option(v.as_deref());
+                b.append_option(v);
             }
             entries.append(true);
+        };
+        match headers {
+            Some(list) => list.iter().for_each(|(k, v)| add(k, v.as_deref())),
+            None => r
+                .headers
+                .iter()
+                .for_each(|(k, v)| add(k.as_str(), v.as_deref())),
         }
         self.headers.append(true);
         self.batch_offset.append_value(batch_offset);
@@ -336,7 +338,26 @@ impl<W: Write + Send> SegmentEncoder<W> {
         let append_time = stored
             .get(35..43)
             .map(|b| i64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-        for mut r in set.records {
+        // Headers as lists (a key may repeat, which the decoder's map would merge); walked
+        // only for batches that carry headers at all.
+        let lists = if set.records.iter().any(|r| !r.headers.is_empty()) {
+            let info = sediment_protocol::batch::validate(stored, usize::MAX)
+                .map_err(|e| SegmentError::Batch(e.to_string()))?;
+            let info = info
+                .first()
+                .ok_or_else(|| SegmentError::Batch("no batch".into()))?;
+            Some(
+                sediment_protocol::records::header_lists(
+                    stored,
+                    info,
+                    sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH,
+                )
+                .map_err(|e| SegmentError::Batch(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        for (n, mut r) in set.records.into_iter().enumerate() {
             if r.timestamp_type == TimestampType::LogAppend {
                 if let Some(t) = append_time {
                     r.timestamp = t;
@@ -364,7 +385,8 @@ impl<W: Write + Send> SegmentEncoder<W> {
             i.max_timestamp = i.max_timestamp.max(r.timestamp);
             self.group_rows += 1;
             self.group_bytes += record_bytes(&r);
-            self.cols.push(&r, batch_offset, attributes);
+            let headers = lists.as_ref().and_then(|l| l.get(n));
+            self.cols.push(&r, headers, batch_offset, attributes);
             if self.cols.rows >= WRITE_ROWS {
                 self.writer.write(&self.cols.finish()?)?;
             }
@@ -820,8 +842,9 @@ struct Rebuild {
     /// Rebuilt batches, back to back, and where each ends.
     buf: BytesMut,
     ends: Vec<usize>,
-    pending: Vec<Record>,
-    pending_batch: Option<(i64, i16)>,
+    pending: Vec<RawRecord>,
+    /// The pending batch's offset and fields (from its first row).
+    pending_batch: Option<(i64, BatchFields)>,
     full: bool,
 }
 
@@ -842,7 +865,9 @@ impl Rebuild {
 
     /// Encodes the pending batch. False once `max_bytes` is reached.
     fn flush(&mut self) -> Result<bool, SegmentError> {
-        let attributes = self.pending_batch.map_or(0, |b| b.1);
+        let Some((_, fields)) = self.pending_batch else {
+            return Ok(true);
+        };
         if self.pending.is_empty() {
             return Ok(true);
         }
@@ -852,27 +877,12 @@ impl Rebuild {
             return Ok(true);
         }
         let start = self.buf.len();
-        RecordBatchEncoder::encode(
-            &mut self.buf,
-            self.pending.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: compression_of(attributes)?,
-            },
-        )
-        .map_err(|e| SegmentError::Batch(e.to_string()))?;
+        // Our own encoder: it writes headers as a list (kafka-protocol's takes a map, which
+        // would merge a repeated key) and the batch's attributes as stored, timestamp type
+        // included.
+        sediment_protocol::batch::encode_batch(&mut self.buf, &fields, &self.pending)
+            .map_err(SegmentError::Batch)?;
         self.pending.clear();
-        if attributes & 0x8 != 0 {
-            // The encoder writes no timestamp-type bit; a LogAppendTime batch gets it back
-            // (its records all carry the append time, so the max timestamp is already right).
-            let b = &mut self.buf[start..];
-            if b.len() > 23 {
-                let attrs = i16::from_be_bytes([b[21], b[22]]) | 0x8;
-                b[21..23].copy_from_slice(&attrs.to_be_bytes());
-                let crc = crc32c::crc32c(&b[21..]);
-                b[17..21].copy_from_slice(&crc.to_be_bytes());
-            }
-        }
         if start > 0 && self.buf.len() > self.max_bytes {
             self.buf.truncate(start);
             self.full = true;
@@ -913,18 +923,29 @@ impl Rebuild {
             data.slice(a..b)
         };
         for row in 0..batch.num_rows() {
-            let this_batch = (batch_offset.value(row), attributes.value(row));
-            if this_batch.0 < self.min_batch_offset {
+            let this_batch = batch_offset.value(row);
+            if this_batch < self.min_batch_offset {
                 continue;
             }
-            if this_batch.0 > self.max_batch_offset {
+            if this_batch > self.max_batch_offset {
                 return Ok(false);
             }
-            if self.pending_batch.is_some_and(|b| b.0 != this_batch.0) && !self.flush()? {
+            if self.pending_batch.is_some_and(|b| b.0 != this_batch) && !self.flush()? {
                 return Ok(false);
             }
-            self.pending_batch = Some(this_batch);
-            let mut header_map = kafka_protocol::indexmap::IndexMap::new();
+            if self.pending.is_empty() {
+                self.pending_batch = Some((
+                    this_batch,
+                    BatchFields {
+                        partition_leader_epoch: leader_epoch.value(row),
+                        attributes: attributes.value(row),
+                        producer_id: producer_id.value(row),
+                        producer_epoch: producer_epoch.value(row),
+                        base_sequence: sequence.value(row),
+                    },
+                ));
+            }
+            let mut headers = Vec::new();
             if let Some((keys, values)) = header_columns {
                 // Straight from the child arrays: no per-row array slice.
                 let (from, to) = (
@@ -933,28 +954,15 @@ impl Rebuild {
                 );
                 for h in from..to {
                     let v = (!values.is_null(h)).then(|| Bytes::copy_from_slice(values.value(h)));
-                    header_map.insert(StrBytes::from_string(keys.value(h).to_string()), v);
+                    headers.push((keys.value(h).to_string(), v));
                 }
             }
-            let attrs = this_batch.1;
-            self.pending.push(Record {
-                transactional: attrs & 0x10 != 0,
-                control: attrs & 0x20 != 0,
-                delete_horizon: false,
-                partition_leader_epoch: leader_epoch.value(row),
-                producer_id: producer_id.value(row),
-                producer_epoch: producer_epoch.value(row),
-                timestamp_type: if attrs & 0x8 != 0 {
-                    TimestampType::LogAppend
-                } else {
-                    TimestampType::Creation
-                },
+            self.pending.push(RawRecord {
                 offset: offset.value(row),
-                sequence: sequence.value(row),
                 timestamp: timestamp.value(row),
                 key: (!key.is_null(row)).then(|| slice(&key_data, key_offsets, row)),
                 value: (!value.is_null(row)).then(|| slice(&value_data, value_offsets, row)),
-                headers: header_map,
+                headers,
             });
         }
         Ok(true)
@@ -1110,6 +1118,51 @@ mod tests {
     }
 
     #[test]
+    fn repeated_header_keys_survive_the_archive_in_order() {
+        use sediment_protocol::batch::{encode_batch, validate};
+        use sediment_protocol::records::header_lists;
+        let mut input = Vec::new();
+        for (base, codec) in [(0i64, 0i16), (3, 4)] {
+            let records: Vec<RawRecord> = (0..3)
+                .map(|i| RawRecord {
+                    offset: base + i,
+                    timestamp: 1_700_000_000_000 + i,
+                    key: None,
+                    value: Some(Bytes::from(format!("v{i}"))),
+                    headers: vec![
+                        ("dup_key".into(), Some(Bytes::from(format!("a{i}")))),
+                        ("other".into(), None),
+                        ("dup_key".into(), Some(Bytes::from(format!("b{i}")))),
+                    ],
+                })
+                .collect();
+            let fields = BatchFields {
+                partition_leader_epoch: 3,
+                attributes: codec,
+                producer_id: -1,
+                producer_epoch: -1,
+                base_sequence: -1,
+            };
+            let mut buf = BytesMut::new();
+            encode_batch(&mut buf, &fields, &records).unwrap();
+            input.push((buf.freeze(), records));
+        }
+        let stored: Vec<Bytes> = input.iter().map(|(b, _)| b.clone()).collect();
+        let (data, _) = encode_segment(&stored, &meta(), &WriteOptions::default()).unwrap();
+        let output = decode_segment(data, 0, usize::MAX).unwrap();
+        assert_eq!(output.len(), 2);
+        for (got, (_, want)) in output.iter().zip(&input) {
+            let info = validate(got, usize::MAX).unwrap()[0];
+            let lists = header_lists(got, &info, 1 << 20).unwrap();
+            let wanted: Vec<_> = want.iter().map(|r| r.headers.clone()).collect();
+            assert_eq!(
+                lists, wanted,
+                "every header, repeated keys included, in order"
+            );
+        }
+    }
+
+    #[test]
     fn log_append_time_batches_keep_the_append_time_through_the_archive() {
         use sediment_protocol::batch::{validate, with_timestamp, TimestampType as Ts};
         const APPENDED: i64 = 1_800_000_000_000;
@@ -1227,7 +1280,7 @@ mod tests {
                 } else {
                     0
                 };
-                cols.push(r, base, compression_code(set.compression) | ts);
+                cols.push(r, None, base, compression_code(set.compression) | ts);
             }
         }
         writer.write(&cols.finish().unwrap()).unwrap();
