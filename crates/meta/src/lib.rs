@@ -16,6 +16,7 @@ mod etcd_cluster;
 mod lines;
 mod meta_log;
 mod offsets_log;
+pub mod placement;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
