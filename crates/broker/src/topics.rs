@@ -92,6 +92,12 @@ const NOT_RECOMPRESSED: &str = "it acts only when the broker recompresses (compr
                                 other than producer), which Sediment does not support yet";
 const NO_LOCAL_FILES: &str = "Sediment's segments are Parquet objects with their own row-group \
                               index, not Kafka's log and index files";
+const UPLOADED_AT_ONCE: &str =
+    "segments are uploaded as soon as they are complete (segment.bytes, segment.ms)";
+const WAL_PER_BROKER: &str =
+    "the local write-ahead log is kept per broker, not per topic (--wal-retain-bytes)";
+const NO_THROTTLE: &str = "replication throttling is not supported yet";
+const ALWAYS_ARCHIVED: &str = "every Sediment topic is archived to the object store";
 const SYNCED: &str = "the write-ahead log syncer covers every write with an fdatasync as soon \
                       as the previous one ends; flush.messages=1 or flush.ms=0 also makes acks=1 \
                       wait for it, as Kafka flushes on append";
@@ -208,7 +214,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::List,
         "",
         Replicas,
-        Only(&[""], "replication throttling is not supported yet"),
+        Only(&[""], NO_THROTTLE),
     ),
     def(
         "index.interval.bytes",
@@ -224,7 +230,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::List,
         "",
         Replicas,
-        Only(&[""], "replication throttling is not supported yet"),
+        Only(&[""], NO_THROTTLE),
     ),
     def(
         "local.retention.bytes",
@@ -232,10 +238,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Long,
         "-2",
         Range(-2, i64::MAX),
-        Only(
-            &["-2"],
-            "the local write-ahead log is kept per broker, not per topic (--wal-retain-bytes)",
-        ),
+        Only(&["-2"], WAL_PER_BROKER),
     ),
     def(
         "local.retention.ms",
@@ -243,10 +246,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Long,
         "-2",
         Range(-2, i64::MAX),
-        Only(
-            &["-2"],
-            "the local write-ahead log is kept per broker, not per topic (--wal-retain-bytes)",
-        ),
+        Only(&["-2"], WAL_PER_BROKER),
     ),
     def(
         "max.compaction.lag.ms",
@@ -326,10 +326,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Long,
         "0",
         Range(-1, i64::MAX),
-        Only(
-            &["0"],
-            "segments are uploaded as soon as they are complete (segment.bytes, segment.ms)",
-        ),
+        Only(&["0"], UPLOADED_AT_ONCE),
     ),
     def(
         "remote.copy.lag.ms",
@@ -337,10 +334,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Long,
         "0",
         Range(-1, i64::MAX),
-        Only(
-            &["0"],
-            "segments are uploaded as soon as they are complete (segment.bytes, segment.ms)",
-        ),
+        Only(&["0"], UPLOADED_AT_ONCE),
     ),
     def(
         "remote.log.copy.disable",
@@ -348,10 +342,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Boolean,
         "false",
         Bool,
-        Only(
-            &["false"],
-            "every Sediment topic is archived to the object store",
-        ),
+        Only(&["false"], ALWAYS_ARCHIVED),
     ),
     def(
         "remote.log.delete.on.disable",
@@ -370,10 +361,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Boolean,
         "true",
         Bool,
-        Only(
-            &["true"],
-            "every Sediment topic is archived to the object store",
-        ),
+        Only(&["true"], ALWAYS_ARCHIVED),
     ),
     def(
         "retention.bytes",
