@@ -115,6 +115,28 @@ async fn bad_group_requests_get_kafka_error_codes() {
     hb.member_id = StrBytes::from_static_str("nobody");
     let resp = c.send(3, &hb).await.unwrap();
     assert_eq!(resp.error_code, ResponseError::UnknownMemberId.code());
+
+    // A commit carrying a generation for a group this coordinator does not have (say after a
+    // restart): GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before, as Kafka answers; a
+    // commit from outside the group protocol is stored.
+    assert_eq!(produce(&c, "ct", 0, batch(&["x"])).await.0, 0);
+    let mut req = commit("nogroup", "ct", 0, 5, "");
+    req.generation_id_or_member_epoch = 3;
+    req.member_id = StrBytes::from_static_str("m-1");
+    for (version, want) in [
+        (9, ResponseError::GroupIdNotFound),
+        (8, ResponseError::IllegalGeneration),
+        (2, ResponseError::IllegalGeneration),
+    ] {
+        let resp = c.send(version, &req).await.unwrap();
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code,
+            want.code(),
+            "OffsetCommit v{version}"
+        );
+    }
+    let resp = c.send(9, &commit("nogroup", "ct", 0, 5, "")).await.unwrap();
+    assert_eq!(resp.topics[0].partitions[0].error_code, 0);
     tb.stop().await;
 }
 

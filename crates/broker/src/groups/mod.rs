@@ -185,7 +185,9 @@ impl Coordinator {
     }
 
     /// Whether a commit with this identity may be stored. A group that does not exist here
-    /// accepts only commits from outside the group protocol (generation < 0, no member id).
+    /// accepts only commits from outside the group protocol (generation < 0, no member id);
+    /// others get GROUP_ID_NOT_FOUND, as Kafka answers OffsetCommit v9+ (the handler turns it
+    /// into ILLEGAL_GENERATION for older versions, as Kafka does).
     pub async fn check_commit(
         &self,
         id: &str,
@@ -205,7 +207,7 @@ impl Coordinator {
         {
             Some(r) => r,
             None if outsider => Ok(()),
-            None => Err(ResponseError::UnknownMemberId.code()),
+            None => Err(ResponseError::GroupIdNotFound.code()),
         }
     }
 

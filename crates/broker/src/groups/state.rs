@@ -681,7 +681,11 @@ impl Group {
                 Err(code(ResponseError::UnknownMemberId))
             };
         }
-        if matches!(self.state, State::Empty | State::Dead) {
+        // A group being removed: retriable, the client finds the coordinator again (Kafka).
+        if self.state == State::Dead {
+            return Err(code(ResponseError::CoordinatorNotAvailable));
+        }
+        if self.state == State::Empty {
             return Err(code(ResponseError::UnknownMemberId));
         }
         let i = self.check_member(member_id, instance_id)?;

@@ -295,7 +295,9 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
         ApiKey::OffsetCommit => {
             let req = decode!(OffsetCommitRequest);
             let b = broker.clone();
-            later(async move { encode(cid, version, &offset_commit::handle(&b, req).await) })
+            later(
+                async move { encode(cid, version, &offset_commit::handle(&b, version, req).await) },
+            )
         }
         ApiKey::OffsetFetch => {
             let req = decode!(OffsetFetchRequest);

@@ -14,7 +14,11 @@ use crate::Broker;
 /// Longest metadata string kept with an offset (Kafka: offset.metadata.max.bytes).
 const MAX_METADATA: usize = 4096;
 
-pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group = req.group_id.as_str();
     let verdict = match broker.check_group_id(group) {
         Err(code) => Err(code),
@@ -29,6 +33,14 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetCommitRequest) -> OffsetCom
                 )
                 .await
         }
+    };
+    // A commit with a generation for a group this coordinator does not have: Kafka answers
+    // GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
+    let verdict = match verdict {
+        Err(c) if c == ResponseError::GroupIdNotFound.code() && version < 9 => {
+            Err(ResponseError::IllegalGeneration.code())
+        }
+        v => v,
     };
     let now_ms = broker.config.clock.wall_ms();
     // (topic index, partition index, code); offsets to store alongside.
