@@ -329,7 +329,8 @@ async fn commits_are_checked_against_membership() {
     );
     assert_eq!(
         c.check_commit("free", "who".into(), None, 3).await,
-        Err(ResponseError::UnknownMemberId.code())
+        Err(ResponseError::GroupIdNotFound.code()),
+        "a generation for a group this coordinator does not have"
     );
     let a = join(&c, "g", args("", &["range"])).await;
     assert_eq!(
