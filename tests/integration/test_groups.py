@@ -164,12 +164,14 @@ def test_killed_member_is_expelled_after_its_session_timeout(broker, topic_name,
     conf = session_conf(client, session_ms, heartbeat_ms)
     survivor = Member("survivor", client, broker.bootstrap, topic_name, group, ledger, conf)
     victim = ChildMember("victim", client, broker.bootstrap, topic_name, group, ledger, conf)
-    expected = produce_spread(broker.bootstrap, topic_name, PARTS, 20, "before-kill")
     try:
         survivor.start()
         victim.start(tmp_path)
         try:
             assignment, _ = ledger.wait_stable(["survivor", "victim"], PARTS, SETTLE_S)
+            # Produced once both own partitions (a child process can take longer to start than
+            # the group's initial rebalance delay), so the victim has records of its own.
+            expected = produce_spread(broker.bootstrap, topic_name, PARTS, 20, "before-kill")
             ledger.wait_delivered(expected, CONSUME_S)
         except AssertionError as e:
             raise AssertionError(f"{e}\nchild stderr:\n{victim.stderr_tail()}") from None
