@@ -163,6 +163,14 @@ def test_dynamic_broker_configs_apply_at_once_and_survive_a_restart(broker_facto
     assert bcfg["log.retention.ms"].value == "3600000"
     assert source(bcfg["log.retention.ms"]) == ConfigSource.DYNAMIC_BROKER_CONFIG.value
     assert bcfg["message.max.bytes"].value == "100000"
+    # max.connections is dynamic too (the listener's limit; open connections stay).
+    incremental(admin, ResourceType.BROKER, "0", ("max.connections", "500", AlterConfigOpType.SET))
+    bcfg = described(admin, ResourceType.BROKER, "0")
+    assert bcfg["max.connections"].value == "500"
+    assert source(bcfg["max.connections"]) == ConfigSource.DYNAMIC_BROKER_CONFIG.value
+    incremental(admin, ResourceType.BROKER, "0", ("max.connections", "", AlterConfigOpType.DELETE))
+    assert source(described(admin, ResourceType.BROKER, "0")["max.connections"]) == \
+        ConfigSource.STATIC_BROKER_CONFIG.value
 
     # Settings that are not topic defaults are static, values are validated, compaction refused.
     for k, v in [("background.threads", "9"), ("log.retention.ms", "soon"), ("log.cleanup.policy", "compact")]:

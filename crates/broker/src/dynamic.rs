@@ -5,8 +5,9 @@
 //! Two scopes, as in Kafka: the cluster-wide default (resource name `""`) and one broker (its
 //! id); the broker's own value wins over the cluster default, which wins over the static
 //! setting from the command line or config file. Both scopes live in the metadata store, so they
-//! survive restarts. A topic's own config wins over all of them. Broker settings that are not
-//! topic defaults (listeners, threads, ...) are static in Sediment and refused here.
+//! survive restarts. A topic's own config wins over all of them. Besides the topic defaults,
+//! `max.connections` is dynamic, as in Kafka. Other broker settings (listeners, threads, ...)
+//! are static in Sediment and refused here.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,14 @@ impl DynamicConfigs {
             .map(|v| (v.as_str(), Scope::Cluster))
     }
 
+    /// `max.connections` in force: this broker's, else the cluster default, else `fallback`
+    /// (the static setting).
+    pub fn max_connections(&self, fallback: usize) -> usize {
+        self.get(MAX_CONNECTIONS)
+            .and_then(|(v, _)| v.trim().parse().ok())
+            .unwrap_or(fallback)
+    }
+
     /// The defaults they give topics, by topic-config name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -56,15 +65,28 @@ impl DynamicConfigs {
     }
 }
 
-/// Checks one dynamic broker config: a broker-level synonym of a topic config, with a value
-/// that topic config accepts.
+/// Kafka's `max.connections`, the one dynamic broker setting that is not a topic default: the
+/// listener refuses new connections beyond it (open ones stay), as `--max-connections` does.
+pub const MAX_CONNECTIONS: &str = "max.connections";
+
+/// Checks one dynamic broker config: `max.connections`, or a broker-level synonym of a topic
+/// config with a value that topic config accepts.
 pub fn check(name: &str, value: &str) -> Result<(), String> {
+    if name == MAX_CONNECTIONS {
+        return match value.trim().parse::<i64>() {
+            Ok(n) if (1..=i32::MAX as i64).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "invalid value {value:?} for {name}: it must be an integer of at least 1"
+            )),
+        };
+    }
     let def = broker_config_def(name).ok_or_else(|| {
         format!(
             "{name} cannot be changed at run time: Sediment's dynamic broker configs are the \
              broker-level defaults of topic configs (log.retention.ms, log.retention.bytes, \
              log.segment.bytes, log.roll.ms, message.max.bytes, log.message.timestamp.type, \
-             min.insync.replicas, ...); other broker settings are set at start-up"
+             min.insync.replicas, ...) and max.connections; other broker settings are set at \
+             start-up"
         )
     })?;
     check_value(def, name, value)
@@ -104,6 +126,8 @@ mod tests {
         assert!(check("log.retention.ms", "5000").is_ok());
         assert!(check("message.max.bytes", "2000").is_ok());
         assert!(check("log.cleanup.policy", "delete").is_ok());
+        assert!(check("max.connections", "50").is_ok());
+        assert!(check("max.connections", "0").is_err());
         assert!(check("log.cleanup.policy", "compact")
             .unwrap_err()
             .contains("not supported"));

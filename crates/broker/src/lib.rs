@@ -63,6 +63,8 @@ pub struct Broker {
     pub health: Arc<health::Health>,
     /// Dynamic broker configs in force (see [`dynamic`]).
     pub dynamic: RwLock<dynamic::DynamicConfigs>,
+    /// Most open Kafka connections (`--max-connections`, or the dynamic `max.connections`).
+    pub connection_limit: std::sync::atomic::AtomicUsize,
     /// Most WAL bytes on disk before producers are refused (from the config, or sized from
     /// the filesystem).
     pub wal_budget: u64,
@@ -107,6 +109,7 @@ impl Broker {
             broker: meta.broker_configs(&config.broker_id.to_string()).await?,
         };
         registry.set_defaults(dynamic.topic_defaults());
+        let connection_limit = dynamic.max_connections(config.max_connections);
         for t in meta.topics().await? {
             registry.upsert_topic(t);
         }
@@ -179,6 +182,7 @@ impl Broker {
             ),
             coordinator: groups::Coordinator::new(config_groups),
             health: Arc::default(),
+            connection_limit: std::sync::atomic::AtomicUsize::new(connection_limit),
             dynamic: RwLock::new(dynamic),
             wal_budget,
             disk_reserve,

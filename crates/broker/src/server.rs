@@ -7,6 +7,7 @@
 //! order, so several produce requests from one connection share one group commit while responses
 //! still leave in the order the requests came, as Kafka clients require.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use futures::future::BoxFuture;
 use sediment_protocol::frame::{read_frame, write_frame, FrameError};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -39,7 +40,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections until shutdown, then waits for them to drain.
 pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    // Counted rather than a semaphore's permits, so the dynamic `max.connections` can move the
+    // limit at any time (connections already open stay, as in Kafka).
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut stop = broker.shutdown_signal();
     let mut conns = JoinSet::new();
     let mut backoff = Duration::from_millis(5);
@@ -50,16 +53,18 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        warn!(%peer, "connection limit reached; refusing connection");
+                    let limit = broker.connection_limit.load(Ordering::Relaxed);
+                    if open.fetch_add(1, Ordering::AcqRel) >= limit {
+                        open.fetch_sub(1, Ordering::AcqRel);
+                        warn!(%peer, limit, "connection limit reached; refusing connection");
                         continue;
-                    };
-                    let b = broker.clone();
+                    }
+                    let (b, open) = (broker.clone(), open.clone());
                     conns.spawn(async move {
                         b.metrics.connections.inc();
                         serve_connection(b.clone(), stream).await;
                         b.metrics.connections.dec();
-                        drop(permit);
+                        open.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
                 Err(e) => {

@@ -423,3 +423,59 @@ async fn the_cluster_default_and_the_broker_scope_layer_and_persist() {
     assert_eq!(value_of(&describe(&c, "t").await, "retention.ms"), "1000");
     tb.stop().await;
 }
+
+/// Whether a new connection is served: ApiVersions through it answers.
+async fn served(addr: &str) -> bool {
+    let Ok(c) = Client::connect(addr).await else {
+        return false;
+    };
+    let req = kafka_protocol::messages::ApiVersionsRequest::default();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), c.send(0, &req)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[tokio::test]
+async fn max_connections_changes_at_run_time_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    let _second = tb.client().await;
+    assert!(served(&tb.addr).await, "under the static limit");
+    // Two open (c and _second): a limit of 2 refuses the third; the open ones stay.
+    assert_eq!(
+        alter_broker(&c, "", &[("max.connections", 0, Some("2"))]).await,
+        0
+    );
+    assert!(!served(&tb.addr).await, "a third connection is refused");
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 4;
+    res.resource_name = StrBytes::from_static_str("0");
+    res.configuration_keys = Some(vec![StrBytes::from_static_str("max.connections")]);
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let d = c.send(4, &req).await.unwrap();
+    let e = &d.results[0].configs[0];
+    assert_eq!(
+        (e.value.as_deref().map(|v| v.to_string()), e.config_source),
+        (Some("2".into()), 3)
+    );
+    assert_eq!(
+        alter_broker(&c, "", &[("max.connections", 0, Some("0"))]).await,
+        ResponseError::InvalidConfig.code()
+    );
+    tb.stop().await;
+    // Kept in the metadata store: after a restart one connection is the limit's first...
+    let tb = TestBroker::start(dir.path()).await;
+    let c = tb.client().await;
+    let _second = tb.client().await;
+    assert!(!served(&tb.addr).await, "the limit survived the restart");
+    // ...and DELETE goes back to --max-connections.
+    assert_eq!(
+        alter_broker(&c, "", &[("max.connections", 1, None)]).await,
+        0
+    );
+    assert!(served(&tb.addr).await);
+    tb.stop().await;
+}

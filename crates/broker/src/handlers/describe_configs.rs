@@ -113,8 +113,18 @@ pub async fn handle(
                         true,
                     ));
                 }
-                // The broker-level defaults of topic configs, changeable at run time.
+                // The broker-level defaults of topic configs and max.connections, changeable
+                // at run time.
                 let dynamic = broker.dynamic.read().map(|d| d.clone()).unwrap_or_default();
+                let name = crate::dynamic::MAX_CONNECTIONS;
+                if wanted(name) {
+                    let (value, source) = match dynamic.get(name) {
+                        Some((v, scope)) => (v.to_string(), scope as i8),
+                        None => (c.max_connections.to_string(), SOURCE_STATIC_BROKER),
+                    };
+                    r.configs
+                        .push(entry(version, name, value, source, ConfigType::Int, false));
+                }
                 for d in TOPIC_CONFIGS {
                     let Some(name) = d.broker_name.filter(|n| wanted(n)) else {
                         continue;

@@ -202,6 +202,10 @@ pub(crate) async fn store_broker_configs(
         } else {
             d.broker = configs;
         }
+        broker.connection_limit.store(
+            d.max_connections(broker.config.max_connections),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         d.topic_defaults()
     };
     broker.registry.set_defaults(defaults);
