@@ -223,11 +223,6 @@ pub struct Topic {
     pub defaults: Arc<BTreeMap<String, String>>,
 }
 
-/// Kafka's defaults of the timestamp bounds (`message.timestamp.before.max.ms` unbounded,
-/// `message.timestamp.after.max.ms` one hour).
-pub const TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
-pub const TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
-
 impl Topic {
     /// A topic config's value: the topic's own, else a dynamic broker default; `None` when the
     /// static broker setting or Kafka's default applies.
@@ -290,8 +285,8 @@ impl Registry {
                 segment_bytes: None,
                 segment_interval: None,
                 min_insync_replicas: 1,
-                timestamp_before_max_ms: TIMESTAMP_BEFORE_MAX_MS,
-                timestamp_after_max_ms: TIMESTAMP_AFTER_MAX_MS,
+                timestamp_before_max_ms: i64::MAX,
+                timestamp_after_max_ms: i64::MAX,
                 flush_on_append: false,
                 defaults: Arc::default(),
             });
@@ -315,12 +310,16 @@ impl Registry {
         let min_insync_replicas = get("min.insync.replicas")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1);
-        let timestamp_before_max_ms = get("message.timestamp.before.max.ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(TIMESTAMP_BEFORE_MAX_MS);
-        let timestamp_after_max_ms = get("message.timestamp.after.max.ms")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(TIMESTAMP_AFTER_MAX_MS);
+        // Unset: the default of the config table (one source for them, `crate::topics`).
+        let bound = |k: &str| {
+            get(k)
+                .map(String::as_str)
+                .or_else(|| crate::topics::config_def(k).map(|d| d.default))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(i64::MAX)
+        };
+        let timestamp_before_max_ms = bound("message.timestamp.before.max.ms");
+        let timestamp_after_max_ms = bound("message.timestamp.after.max.ms");
         let flush_on_append = get("flush.messages").is_some_and(|v| v.trim() == "1")
             || get("flush.ms").is_some_and(|v| v.trim() == "0");
         let topic = Arc::new(Topic {
