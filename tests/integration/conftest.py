@@ -82,8 +82,10 @@ class Broker:
                  max_request_bytes: int | None = None,
                  message_max_bytes: int | None = None,
                  extra_args: list[str] | None = None,
-                 advertised_addr: str | None = None):
+                 advertised_addr: str | None = None,
+                 broker_id: int = 0):
         self.binary = Path(binary)
+        self.broker_id = broker_id
         self.name = name
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +130,7 @@ class Broker:
             "--advertised-addr", self.advertised_addr or self.bootstrap,
             "--data-dir", str(self.data_dir),
             "--http-addr", f"127.0.0.1:{self.http_port}",
-            "--broker-id", "0",
+            "--broker-id", str(self.broker_id),
             *self.options,
         ]
 

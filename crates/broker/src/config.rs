@@ -37,6 +37,11 @@ pub mod defaults {
     pub const RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
     pub const RETENTION_BYTES: i64 = -1;
     pub const RETENTION_CHECK_MS: u64 = 30_000;
+    pub const ETCD_PREFIX: &str = "/sediment";
+    /// Kafka's broker.session.timeout.ms (9000 there; 3000 here, as issue 10 sets).
+    pub const BROKER_SESSION_TIMEOUT_MS: u64 = 3000;
+    /// Kafka's replica.lag.time.max.ms.
+    pub const REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
     pub const MAX_DECOMPRESSED_BATCH_BYTES: usize =
         sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH;
 }

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod disk;
 pub mod dynamic;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod replica_fetcher;
 pub mod retention;
 pub mod server;
 pub mod topics;
@@ -52,6 +54,8 @@ pub enum StartError {
 pub struct Broker {
     pub config: BrokerConfig,
     pub meta: Arc<dyn MetaStore>,
+    /// Cluster mode (etcd): the live brokers and partition states; `None` on a single node.
+    cluster: Option<Arc<cluster::Cluster>>,
     pub registry: Arc<Registry>,
     pub segments: Segments,
     pub metrics: Arc<Metrics>,
@@ -92,6 +96,17 @@ impl Broker {
         meta: Arc<dyn MetaStore>,
         object_store: Store,
     ) -> Result<Arc<Self>, StartError> {
+        Self::open_in(config, meta, None, object_store).await
+    }
+
+    /// [`Broker::open`] for a member of a cluster: partitions start without a role until
+    /// [`Broker::join_cluster`] has registered this broker and loaded their states.
+    pub async fn open_in(
+        config: BrokerConfig,
+        meta: Arc<dyn MetaStore>,
+        cluster: Option<Arc<cluster::Cluster>>,
+        object_store: Store,
+    ) -> Result<Arc<Self>, StartError> {
         match object_store.check().await {
             Ok(()) => {}
             // A local store on a full disk: start anyway, so what is stored can be read and
@@ -104,6 +119,9 @@ impl Broker {
         let cluster_id = meta.cluster_id().await?;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(metrics.clone(), config.clock.clone()));
+        if cluster.is_some() {
+            registry.set_clustered();
+        }
         let dynamic = dynamic::DynamicConfigs {
             cluster: meta.broker_configs("").await?,
             broker: meta.broker_configs(&config.broker_id.to_string()).await?,
@@ -172,6 +190,7 @@ impl Broker {
             pending: Arc::new(Semaphore::new(permits)),
             config,
             meta,
+            cluster,
             registry,
             metrics,
             object_store,
@@ -326,8 +345,13 @@ impl Broker {
             return Err(ResponseError::UnknownTopicOrPartition.code());
         }
         match self
-            .meta
-            .create_topic(name, self.config.num_partitions, Default::default())
+            .create_topic_placed(
+                name,
+                self.config.num_partitions,
+                Default::default(),
+                -1,
+                None,
+            )
             .await
         {
             Ok(meta) => {
@@ -338,13 +362,15 @@ impl Broker {
                 );
                 Ok(self.registry.upsert_topic(meta))
             }
-            Err(sediment_meta::MetaError::AlreadyExists(_)) => match self.meta.topic(name).await {
-                Ok(Some(meta)) => Ok(self.registry.upsert_topic(meta)),
-                _ => Err(ResponseError::UnknownTopicOrPartition.code()),
-            },
-            Err(e) => {
+            Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {
+                match self.meta.topic(name).await {
+                    Ok(Some(meta)) => Ok(self.registry.upsert_topic(meta)),
+                    _ => Err(ResponseError::UnknownTopicOrPartition.code()),
+                }
+            }
+            Err((code, e)) => {
                 tracing::warn!(topic = name, error = %e, "auto-create failed");
-                Err(handlers::meta_error_code(&e))
+                Err(code)
             }
         }
     }
@@ -366,13 +392,21 @@ impl Broker {
     }
 
     /// Kafka refuses an empty group id; a very long one is refused too (it would be stored
-    /// with every committed offset).
+    /// with every committed offset). In a cluster, a group's requests go to its coordinator:
+    /// NOT_COORDINATOR anywhere else, so the client looks it up again.
     pub fn check_group_id(&self, id: &str) -> Result<(), i16> {
         if id.is_empty() || id.len() > self.config.max_group_id_len {
-            Err(kafka_protocol::ResponseError::InvalidGroupId.code())
-        } else {
-            Ok(())
+            return Err(kafka_protocol::ResponseError::InvalidGroupId.code());
         }
+        if let Some(cluster) = &self.cluster {
+            let mine = cluster
+                .coordinator_for(id)
+                .is_some_and(|b| b.broker_id == self.config.broker_id);
+            if !mine {
+                return Err(kafka_protocol::ResponseError::NotCoordinator.code());
+            }
+        }
+        Ok(())
     }
 
     /// A fresh producer id, from a block reserved in the MetaStore (1000 at a time, so a

@@ -33,8 +33,16 @@ pub struct IndexEntry {
 pub struct PartitionState {
     /// Next offset to assign (log end offset, counting batches still on their way to the WAL).
     pub next_offset: i64,
-    /// Offsets below this are durable and visible to consumers.
+    /// Offsets below this are committed and visible to consumers: durable here and, in a
+    /// cluster, on every in-sync replica (see [`PartitionState::advance_high_watermark`]).
     pub high_watermark: i64,
+    /// Offsets below this are durable in this broker's WAL (covered by its fdatasync).
+    pub durable_end: i64,
+    /// What this broker is for the partition (single node, leader, follower).
+    pub role: Role,
+    /// Leader epochs of this replica's log: each epoch and the offset its first batch has, in
+    /// order (the epoch history OffsetForLeaderEpoch answers from).
+    pub epochs: Vec<(i32, i64)>,
     pub log_start_offset: i64,
     pub leader_epoch: i32,
     /// Batches in offset order.
@@ -56,6 +64,46 @@ pub struct PartitionState {
     /// Committed archive segments ending after the log start, in offset order (replaced, not
     /// mutated, so readers can take it out of the lock cheaply).
     pub archive: Arc<Vec<SegmentEntry>>,
+}
+
+/// This broker's part in a partition.
+#[derive(Debug, Default, Clone)]
+pub enum Role {
+    /// One broker, no replication: committed means durable here.
+    #[default]
+    Single,
+    /// Cluster mode, the leader: `isr` are the other in-sync replicas, `followers` what each
+    /// replica last confirmed.
+    Leader {
+        isr: Vec<i32>,
+        followers: HashMap<i32, Progress>,
+        /// When this broker began leading at this epoch (broker clock, monotonic).
+        since: std::time::Duration,
+    },
+    /// Cluster mode, a follower of `leader`, which last reported `leader_hw`; `checked` once
+    /// its log was compared with the leader's at this epoch (and truncated where it diverged).
+    Follower {
+        leader: i32,
+        leader_hw: i64,
+        checked: bool,
+    },
+    /// Cluster mode, this broker is no replica of the partition, or it has no leader.
+    Absent,
+}
+
+/// What a follower last confirmed to its leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Its log end: every offset below is durable on it.
+    pub end: i64,
+    /// When it last asked for more (broker clock, monotonic).
+    pub fetched_at: std::time::Duration,
+    /// When its end last reached the leader's log end.
+    pub caught_up_at: std::time::Duration,
+    /// The leader's durable end when it last answered this follower.
+    pub sent_end: i64,
+    /// The incarnation of the follower that confirmed it (KIP-903: a restarted broker starts over).
+    pub incarnation: Uuid,
 }
 
 /// How many of a producer's latest batches are remembered for deduplication (Kafka: 5, the
@@ -174,6 +222,73 @@ impl PartitionState {
         }
     }
 
+    /// Moves the high watermark as far as the role allows: to the durable end on a single node;
+    /// on a leader to the lowest end among itself and the in-sync followers; on a follower
+    /// to what its leader reported, if it has that much. Never backwards. Returns whether it moved.
+    pub fn advance_high_watermark(&mut self) -> bool {
+        let target = match &self.role {
+            Role::Single | Role::Absent => self.durable_end,
+            Role::Leader { isr, followers, .. } => isr.iter().fold(self.durable_end, |low, b| {
+                low.min(followers.get(b).map_or(self.high_watermark, |p| p.end))
+            }),
+            Role::Follower { leader_hw, .. } => self.durable_end.min(*leader_hw),
+        };
+        if target > self.high_watermark {
+            self.high_watermark = target;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Notes a batch of `epoch` starting at `base_offset` in the epoch history.
+    pub fn note_epoch(&mut self, epoch: i32, base_offset: i64) {
+        if self.epochs.last().is_none_or(|(e, _)| epoch > *e) {
+            self.epochs.push((epoch, base_offset));
+        }
+    }
+
+    /// The epoch history's answer to "where does `epoch` end" (OffsetForLeaderEpoch): the
+    /// largest epoch not above it this log has, and the start of the next epoch (or the log end
+    /// if there is none). `None` if the log has no batch of an epoch that old or older.
+    pub fn epoch_end(&self, epoch: i32) -> Option<(i32, i64)> {
+        let at = self.epochs.partition_point(|(e, _)| *e <= epoch);
+        if at == 0 {
+            return (epoch >= self.leader_epoch || self.epochs.is_empty())
+                .then_some((epoch.min(self.leader_epoch), self.next_offset));
+        }
+        let found = self.epochs[at - 1].0;
+        let end = self
+            .epochs
+            .get(at)
+            .map_or(self.next_offset, |(_, start)| *start);
+        Some((found, end))
+    }
+
+    /// Drops every batch at or after `offset` (a follower whose log diverged from its leader's),
+    /// keeping whole batches: the log then ends at the last batch boundary not above `offset`.
+    /// Returns the new end. Archived offsets are never truncated.
+    pub fn truncate_to(&mut self, offset: i64) -> i64 {
+        let offset = offset.max(self.uploaded_end);
+        self.index.retain(|e| e.end_offset <= offset);
+        let end = self
+            .index
+            .last()
+            .map_or(self.uploaded_end.max(offset.min(self.next_offset)), |e| {
+                e.end_offset
+            });
+        let end = end.min(self.next_offset);
+        self.next_offset = end;
+        self.durable_end = self.durable_end.min(end);
+        self.high_watermark = self.high_watermark.min(end);
+        self.epochs.retain(|(_, start)| *start < end);
+        for p in self.producers.values_mut() {
+            p.batches.retain(|b| b.end_offset <= end);
+        }
+        self.producers.retain(|_, p| !p.batches.is_empty());
+        end
+    }
+
     /// Index of the batch holding `offset`, or of the first batch after it.
     pub fn find(&self, offset: i64) -> usize {
         self.index.partition_point(|e| e.end_offset <= offset)
@@ -249,6 +364,8 @@ pub struct Registry {
     clock: crate::clock::SharedClock,
     /// Dynamic broker-level topic defaults, by topic-config name.
     defaults: RwLock<Arc<BTreeMap<String, String>>>,
+    /// Cluster mode: a new partition has no role until its state says which.
+    clustered: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -259,6 +376,21 @@ impl Registry {
             metrics,
             clock,
             defaults: RwLock::default(),
+            clustered: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Cluster mode: every partition, existing and new, starts without a role (serving
+    /// nothing) until the cluster's state gives it one.
+    pub fn set_clustered(&self) {
+        self.clustered
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.topics() {
+            for p in &t.partitions {
+                if let Ok(mut st) = p.state.lock() {
+                    st.role = Role::Absent;
+                }
+            }
         }
     }
 
@@ -296,8 +428,15 @@ impl Registry {
             .filter(|t| t.meta.id == meta.id)
             .map(|t| t.partitions.clone())
             .unwrap_or_default();
+        let clustered = self.clustered.load(std::sync::atomic::Ordering::Relaxed);
         while partitions.len() < meta.partitions as usize {
-            partitions.push(Arc::default());
+            let p = Partition::default();
+            if clustered {
+                if let Ok(mut st) = p.state.lock() {
+                    st.role = Role::Absent;
+                }
+            }
+            partitions.push(Arc::new(p));
         }
         let defaults = self.defaults.read().map(|d| d.clone()).unwrap_or_default();
         let get = |k: &str| meta.configs.get(k).or_else(|| defaults.get(k));
@@ -414,6 +553,11 @@ impl Registry {
                 .get(&partition_key(meta.topic_id, meta.partition))
                 .map_or(i64::MIN, |s| s.end);
             let Ok(mut st) = p.state.lock() else { continue };
+            if meta.record_count == 0 {
+                // A truncation record: the follower cut its log here before this point.
+                st.truncate_to(meta.base_offset);
+                continue;
+            }
             let end = meta.base_offset + i64::from(meta.record_count);
             if end <= st.next_offset {
                 // Archived already (its WAL segment was not released yet): only its producer
@@ -440,8 +584,10 @@ impl Registry {
                 pos: *pos,
             });
             st.next_offset = end;
+            st.durable_end = end;
             st.high_watermark = end;
             st.leader_epoch = meta.leader_epoch;
+            st.note_epoch(meta.leader_epoch, meta.base_offset);
             if meta.base_offset >= covered {
                 recover_sequence(&mut st, meta, pos, segments);
             }
@@ -585,7 +731,11 @@ impl Sink for Registry {
             let Some(p) = self.partition_of(meta) else {
                 continue;
             };
+            if meta.record_count == 0 {
+                continue; // a truncation record: the index was cut when it was queued
+            }
             let Ok(mut st) = p.state.lock() else { continue };
+            st.note_epoch(meta.leader_epoch, meta.base_offset);
             st.index.push(IndexEntry {
                 base_offset: meta.base_offset,
                 end_offset: meta.base_offset + i64::from(meta.record_count),
@@ -605,14 +755,19 @@ impl Sink for Registry {
             };
             let Ok(mut st) = p.state.lock() else { continue };
             let end = meta.base_offset + i64::from(meta.record_count);
-            if end > st.high_watermark {
-                st.high_watermark = end;
-                if st.pending_since.is_none() && end > st.uploaded_end {
-                    st.pending_since = Some(self.clock.monotonic());
-                }
-                drop(st);
-                moved.push(p);
+            if meta.record_count == 0 || end <= st.durable_end {
+                continue;
             }
+            st.durable_end = end;
+            if st.advance_high_watermark()
+                && st.pending_since.is_none()
+                && st.high_watermark > st.uploaded_end
+            {
+                st.pending_since = Some(self.clock.monotonic());
+            }
+            drop(st);
+            // Woken even when only the durable end moved: a leader's followers long-poll for it.
+            moved.push(p);
         }
         self.metrics.wal_syncs.inc();
         // A group holds many batches of one partition: wake each once.

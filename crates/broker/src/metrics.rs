@@ -45,6 +45,10 @@ pub struct Metrics {
     pub archive_corrupt_reads: Counter,
     pub segments_deleted: Counter,
     pub produce_backpressure: Counter,
+    /// Cluster mode: elections this broker won, ISR shrinks and expands it wrote as leader.
+    pub leader_elections: Counter,
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
     registry: Registry,
 }
 
@@ -74,6 +78,9 @@ impl Default for Metrics {
             archive_gets: Counter::default(),
             segments_deleted: Counter::default(),
             produce_backpressure: Counter::default(),
+            leader_elections: Counter::default(),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
@@ -176,6 +183,21 @@ impl Default for Metrics {
             "produce_backpressure",
             "Produce partitions refused because the WAL budget was full",
             m.produce_backpressure.clone(),
+        );
+        registry.register(
+            "leader_elections",
+            "Partition leader elections this broker won (cluster mode)",
+            m.leader_elections.clone(),
+        );
+        registry.register(
+            "isr_shrinks",
+            "In-sync replica sets this broker shrank as leader (cluster mode)",
+            m.isr_shrinks.clone(),
+        );
+        registry.register(
+            "isr_expands",
+            "In-sync replica sets this broker grew as leader (cluster mode)",
+            m.isr_expands.clone(),
         );
         Self { registry, ..m }
     }

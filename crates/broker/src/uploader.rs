@@ -18,7 +18,7 @@ use sediment_meta::SegmentEntry;
 use sediment_storage::segment::{self, ObjectWrite, SegmentEncoder, SegmentMeta, WriteOptions};
 use tracing::{debug, error, info, warn};
 
-use crate::log::{Partition, Topic};
+use crate::log::{Partition, Role, Topic};
 use crate::{wait_stopped, Broker};
 
 /// Threads that encode segments at a low CPU priority (nice 10): archiving is background
@@ -167,6 +167,9 @@ fn retry_delay(failures: u32) -> Duration {
 
 /// The longest wait between attempts (and the wait after a permanent failure).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// How often a cluster replica reads how far its leaders archived (one etcd read per
+/// followed partition).
+const FOLLOW_ARCHIVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Largest segment built in one go, as a multiple of `segment_bytes`.
 const MAX_SEGMENT_FACTOR: u64 = 2;
@@ -185,6 +188,7 @@ impl Broker {
                 if let Ok(mut st) = p.state.lock() {
                     st.uploaded_end = index.end_offset;
                     st.next_offset = index.end_offset;
+                    st.durable_end = index.end_offset;
                     st.high_watermark = index.end_offset;
                     st.log_start_offset = index.log_start_offset;
                     st.archive = Arc::new(index.segments);
@@ -194,12 +198,69 @@ impl Broker {
         Ok(())
     }
 
+    /// Catches a partition's archive state up with the segment index (cluster mode: the
+    /// leader commits segments, every replica reads where the index ends). Returns whether
+    /// it moved.
+    pub(crate) async fn refresh_archive(
+        &self,
+        topic: &Topic,
+        index: i32,
+        p: &Partition,
+    ) -> Result<bool, sediment_meta::MetaError> {
+        let at = self.meta.partition_index(topic.meta.id, index).await?;
+        let Ok(mut st) = p.state.lock() else {
+            return Ok(false);
+        };
+        if at.end_offset <= st.uploaded_end {
+            return Ok(false);
+        }
+        st.uploaded_end = at.end_offset;
+        st.log_start_offset = st.log_start_offset.max(at.log_start_offset);
+        st.archive = Arc::new(at.segments);
+        if st.next_offset < at.end_offset {
+            // A replica that missed archived data (its disk was wiped) continues at the end.
+            st.next_offset = at.end_offset;
+            st.durable_end = st.durable_end.max(at.end_offset);
+            st.high_watermark = st.high_watermark.max(at.end_offset);
+        }
+        Ok(true)
+    }
+
+    /// Cluster mode: every replica that does not lead a partition learns how far the leader
+    /// archived it, so its own WAL copy can be released.
+    async fn follow_archive(&self) {
+        let mut moved = false;
+        for t in self.registry.topics() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let follower = p
+                    .state
+                    .lock()
+                    .is_ok_and(|st| !matches!(st.role, Role::Single | Role::Leader { .. }));
+                if follower {
+                    match self.refresh_archive(&t, i as i32, p).await {
+                        Ok(m) => moved |= m,
+                        Err(e) => {
+                            warn!(error = %e, "reading the segment index failed; will retry");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if moved {
+            if let Err(e) = self.release_wal().await {
+                warn!(error = %e, "releasing wal space failed; will retry");
+            }
+        }
+    }
+
     /// Runs the uploader until shutdown, checking every `tick`, and at once again after a
     /// pass that uploaded something: while producers outrun it, it never idles.
     pub async fn run_uploader(self: Arc<Self>, tick: Duration) {
         self.remove_staging_leftovers().await;
         let mut stop = self.shutdown_signal();
         let mut busy = false;
+        let mut followed_at = std::time::Instant::now();
         loop {
             if !busy {
                 tokio::select! {
@@ -210,6 +271,10 @@ impl Broker {
                 return;
             }
             busy = self.upload_due(false).await > 0;
+            if self.cluster().is_some() && followed_at.elapsed() >= FOLLOW_ARCHIVE_EVERY {
+                followed_at = std::time::Instant::now();
+                self.follow_archive().await;
+            }
         }
     }
 
@@ -411,6 +476,10 @@ impl Broker {
         let Ok(st) = p.state.lock() else {
             return (0, false);
         };
+        // In a cluster only the leader archives (and commits, fenced by its epoch).
+        if !matches!(st.role, Role::Single | Role::Leader { .. }) {
+            return (0, false);
+        }
 
         let from = st.find(st.uploaded_end);
         let bytes: u64 = st.index[from..]
@@ -436,6 +505,12 @@ impl Broker {
         p: &Partition,
     ) -> Result<Option<u64>, UploadError> {
         let started = self.config.clock.monotonic();
+        if self.cluster().is_some() {
+            // A leader continues from the index's end, wherever the previous leader left it.
+            self.refresh_archive(topic, index, p)
+                .await
+                .map_err(|e| from_meta(&e))?;
+        }
         let limit = topic
             .segment_bytes
             .unwrap_or(self.config.segment_bytes)

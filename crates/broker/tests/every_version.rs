@@ -123,6 +123,9 @@ fn default_request(key: ApiKey, version: i16) -> RequestKind {
             RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
         }
         ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default())
+        }
         other => panic!("no default request for {other:?}: add one here"),
     }
 }

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use sediment_broker::cluster::{Cluster, ClusterSettings};
 use sediment_broker::{http, server, Broker, BrokerConfig};
 use sediment_meta::embedded::EmbeddedMetaStore;
+use sediment_meta::etcd::EtcdMetaStore;
+use sediment_meta::MetaStore;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::settings::{ServeArgs, Settings};
 
@@ -76,14 +79,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("file://{}", data_dir.join("objects").display()));
     let store = sediment_storage::from_url_with(&object_url, &s.s3)?;
-    // Opening replays the metadata logs from disk: off the async workers.
-    let meta_dir = data_dir.join("meta");
-    let meta = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedMetaStore::open(meta_dir))
+    let (meta, cluster): (Arc<dyn MetaStore>, _) = if s.etcd_endpoints.is_empty() {
+        // Opening replays the metadata logs from disk: off the async workers.
+        let meta_dir = data_dir.join("meta");
+        let meta = tokio::task::spawn_blocking(move || EmbeddedMetaStore::open(meta_dir))
             .await
-            .context("opening the metadata store")??,
-    );
-    let broker = Broker::open(config, meta, store).await?;
+            .context("opening the metadata store")??;
+        (Arc::new(meta), None)
+    } else {
+        if object_url.starts_with("file://") {
+            warn!(
+                object_store = %object_url,
+                "cluster mode with a file:// object store: every broker must see the same \
+                 directory, so this only works with all brokers on one machine"
+            );
+        }
+        let etcd = EtcdMetaStore::connect(&s.etcd_endpoints, &s.etcd_prefix)
+            .await
+            .with_context(|| format!("connecting to etcd at {}", s.etcd_endpoints.join(",")))?;
+        let etcd = Arc::new(etcd);
+        let settings = ClusterSettings {
+            session_timeout: std::time::Duration::from_millis(s.broker_session_timeout_ms),
+            rack: s.rack.clone(),
+            default_replication_factor: s.default_replication_factor,
+            replica_lag_time_max: std::time::Duration::from_millis(s.replica_lag_time_max_ms),
+        };
+        let cluster = Arc::new(Cluster::new(etcd.clone(), settings));
+        (etcd as Arc<dyn MetaStore>, Some(cluster))
+    };
+    let clustered = cluster.is_some();
+    let broker = Broker::open_in(config, meta, cluster, store).await?;
+    if clustered {
+        broker
+            .join_cluster()
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
 
     info!(
         kafka = %bound,
@@ -101,6 +132,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     wait_for_signal().await?;
     info!("shutting down: draining connections");
     broker.begin_shutdown();
+    broker.leave_cluster().await;
     let _ = kafka_task.await;
     let _ = http_task.await;
     // The uploader finishes the segment it is writing (or aborts it) before the WAL closes.

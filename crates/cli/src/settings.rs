@@ -106,6 +106,27 @@ pub struct ServeArgs {
     /// batches get INVALID_RECORD.
     #[arg(long, env = "SEDIMENT_MAX_DECOMPRESSED_BATCH_BYTES")]
     pub max_decompressed_batch_bytes: Option<usize>,
+    /// Cluster mode: etcd endpoints (http://host:port, comma-separated) holding the cluster's
+    /// metadata, leadership and offsets
+    #[arg(long, env = "SEDIMENT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Option<String>,
+    /// Key prefix of this cluster in etcd (several clusters can share one etcd)
+    #[arg(long, env = "SEDIMENT_ETCD_PREFIX")]
+    pub etcd_prefix: Option<String>,
+    /// Cluster mode: how long after a broker stops renewing its etcd lease it counts as dead
+    #[arg(long, env = "SEDIMENT_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// Cluster mode: this broker's rack (replicas of a partition are spread across racks)
+    #[arg(long, env = "SEDIMENT_RACK")]
+    pub rack: Option<String>,
+    /// Cluster mode: replicas of topics created with replication factor -1 (auto-created ones
+    /// too)
+    #[arg(long, env = "SEDIMENT_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<i32>,
+    /// Cluster mode: a follower that has not caught up with its leader for this long leaves
+    /// the in-sync replicas
+    #[arg(long, env = "SEDIMENT_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -141,6 +162,12 @@ struct FileSettings {
     multipart_part_bytes: Option<usize>,
     cache_dir: Option<PathBuf>,
     max_decompressed_batch_bytes: Option<usize>,
+    etcd_endpoints: Option<String>,
+    etcd_prefix: Option<String>,
+    broker_session_timeout_ms: Option<u64>,
+    rack: Option<String>,
+    default_replication_factor: Option<i32>,
+    replica_lag_time_max_ms: Option<u64>,
     // S3 settings under the names AWS tools use; the environment wins over them.
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
@@ -182,6 +209,13 @@ pub struct Settings {
     pub multipart_part_bytes: usize,
     pub cache_dir: Option<PathBuf>,
     pub max_decompressed_batch_bytes: usize,
+    /// Cluster mode when not empty.
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub broker_session_timeout_ms: u64,
+    pub rack: Option<String>,
+    pub default_replication_factor: Option<i32>,
+    pub replica_lag_time_max_ms: u64,
     pub s3: sediment_storage::S3Settings,
 }
 
@@ -295,6 +329,32 @@ impl Settings {
                 .max_decompressed_batch_bytes
                 .or(file.max_decompressed_batch_bytes)
                 .unwrap_or(D::MAX_DECOMPRESSED_BATCH_BYTES),
+            etcd_endpoints: args
+                .etcd_endpoints
+                .or(file.etcd_endpoints)
+                .map(|e| {
+                    e.split(',')
+                        .map(|x| x.trim().to_string())
+                        .filter(|x| !x.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            etcd_prefix: args
+                .etcd_prefix
+                .or(file.etcd_prefix)
+                .unwrap_or_else(|| D::ETCD_PREFIX.into()),
+            broker_session_timeout_ms: args
+                .broker_session_timeout_ms
+                .or(file.broker_session_timeout_ms)
+                .unwrap_or(D::BROKER_SESSION_TIMEOUT_MS),
+            rack: args.rack.or(file.rack),
+            default_replication_factor: args
+                .default_replication_factor
+                .or(file.default_replication_factor),
+            replica_lag_time_max_ms: args
+                .replica_lag_time_max_ms
+                .or(file.replica_lag_time_max_ms)
+                .unwrap_or(D::REPLICA_LAG_TIME_MAX_MS),
             s3: sediment_storage::S3Settings {
                 aws_endpoint_url: file.aws_endpoint_url,
                 aws_region: file.aws_region,
@@ -327,6 +387,27 @@ impl Settings {
         }
         if s.broker_id < 0 {
             bail!("--broker-id must not be negative");
+        }
+        if s.broker_session_timeout_ms < 1000 {
+            bail!("--broker-session-timeout-ms must be at least 1000 (etcd leases count whole seconds)");
+        }
+        if s.replica_lag_time_max_ms == 0 {
+            bail!("--replica-lag-time-max-ms must be positive");
+        }
+        if s.default_replication_factor.is_some_and(|n| n < 1) {
+            bail!("--default-replication-factor must be at least 1");
+        }
+        if s.etcd_endpoints.is_empty() {
+            let cluster_only = [
+                ("--rack", s.rack.is_some()),
+                (
+                    "--default-replication-factor",
+                    s.default_replication_factor.is_some(),
+                ),
+            ];
+            if let Some((flag, _)) = cluster_only.iter().find(|(_, set)| *set) {
+                bail!("{flag} applies to cluster mode only: give --etcd-endpoints too");
+            }
         }
         Ok(s)
     }
@@ -391,6 +472,18 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
         (
             "max_decompressed_batch_bytes",
             D::MAX_DECOMPRESSED_BATCH_BYTES.to_string(),
+        ),
+        ("etcd_endpoints", "none: a single embedded node".into()),
+        ("etcd_prefix", D::ETCD_PREFIX.to_string()),
+        (
+            "broker_session_timeout_ms",
+            D::BROKER_SESSION_TIMEOUT_MS.to_string(),
+        ),
+        ("rack", "none".into()),
+        ("default_replication_factor", "min(3, live brokers)".into()),
+        (
+            "replica_lag_time_max_ms",
+            D::REPLICA_LAG_TIME_MAX_MS.to_string(),
         ),
     ]
 }

@@ -31,10 +31,11 @@ pub async fn handle(
                 ),
             )),
             Some(_)
-                if t.assignments.as_ref().is_some_and(|a| {
-                    a.iter()
-                        .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.config.broker_id))
-                }) =>
+                if broker.cluster().is_none()
+                    && t.assignments.as_ref().is_some_and(|a| {
+                        a.iter()
+                            .any(|x| x.broker_ids.iter().any(|b| b.0 != broker.config.broker_id))
+                    }) =>
             {
                 Err((
                     ResponseError::InvalidReplicaAssignment.code(),
@@ -42,7 +43,18 @@ pub async fn handle(
                 ))
             }
             Some(_) if req.validate_only => Ok(()),
-            Some(_) => match broker.meta.add_partitions(&name, t.count).await {
+            Some(_) => match broker
+                .add_partitions_placed(
+                    &name,
+                    t.count,
+                    t.assignments.as_ref().map(|a| {
+                        a.iter()
+                            .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                            .collect()
+                    }),
+                )
+                .await
+            {
                 Ok(meta) => {
                     info!(
                         topic = name,
@@ -52,7 +64,7 @@ pub async fn handle(
                     broker.registry.upsert_topic(meta);
                     Ok(())
                 }
-                Err(e) => Err((super::meta_error_code(&e), e.to_string())),
+                Err(e) => Err(e),
             },
         };
         if let Err((code, msg)) = outcome {

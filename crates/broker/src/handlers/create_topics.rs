@@ -11,16 +11,15 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use tracing::info;
 
-use super::{meta_error_code, str_bytes, ResponseError};
+use super::{str_bytes, ResponseError};
 use crate::topics::{default_value, validate_configs, validate_name, TOPIC_CONFIGS};
 use crate::Broker;
 
 /// Checks a topic request; on success the partition count and configs to create with.
-fn check(
-    broker: &Broker,
-    t: &CreatableTopic,
-) -> Result<(i32, BTreeMap<String, String>), (i16, String)> {
+fn check(broker: &Broker, t: &CreatableTopic) -> Result<Checked, (i16, String)> {
     validate_name(t.name.as_str()).map_err(|m| (ResponseError::InvalidTopicException.code(), m))?;
+    let clustered = broker.cluster().is_some();
+    let mut assignment = None;
     let partitions = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err((
@@ -29,15 +28,35 @@ fn check(
             ));
         }
         let me = broker.config.broker_id;
-        if t.assignments
-            .iter()
-            .any(|a| a.broker_ids.iter().any(|b| b.0 != me) || a.broker_ids.is_empty())
+        if t.assignments.iter().any(|a| a.broker_ids.is_empty())
+            || (!clustered
+                && t.assignments
+                    .iter()
+                    .any(|a| a.broker_ids.iter().any(|b| b.0 != me)))
         {
             return Err((
                 ResponseError::InvalidReplicaAssignment.code(),
                 format!("this cluster has one broker, id {me}"),
             ));
         }
+        let mut by_index: Vec<_> = t.assignments.iter().collect();
+        by_index.sort_by_key(|a| a.partition_index);
+        if by_index
+            .iter()
+            .enumerate()
+            .any(|(i, a)| a.partition_index != i as i32)
+        {
+            return Err((
+                ResponseError::InvalidReplicaAssignment.code(),
+                "assignments must name partitions 0, 1, 2, ... each once".into(),
+            ));
+        }
+        assignment = Some(
+            by_index
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        );
         t.assignments.len() as i32
     } else {
         match t.num_partitions {
@@ -53,6 +72,7 @@ fn check(
     };
     match t.replication_factor {
         -1 | 1 => {}
+        n if clustered && n > 1 => {}
         n if n > 1 => {
             return Err((
                 ResponseError::InvalidReplicationFactor.code(),
@@ -81,7 +101,30 @@ fn check(
         }
     }
     validate_configs(&configs).map_err(|m| (ResponseError::InvalidConfig.code(), m))?;
-    Ok((partitions, configs))
+    if clustered && assignment.is_none() {
+        // Placement is checked before anything is created (and for validate_only).
+        broker.place_replicas(0, partitions, t.replication_factor.into())?;
+    }
+    Ok(Checked {
+        partitions,
+        configs,
+        assignment,
+    })
+}
+
+struct Checked {
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+    assignment: Option<Vec<Vec<i32>>>,
+}
+
+/// The replication factor a topic is (or would be) created with.
+fn replication(broker: &Broker, c: &Checked, t: &CreatableTopic) -> i16 {
+    match (&c.assignment, t.replication_factor) {
+        (Some(a), _) => a.first().map_or(1, |r| r.len() as i16),
+        (None, -1) => broker.default_replication_factor() as i16,
+        (None, n) => n,
+    }
 }
 
 pub async fn handle(
@@ -97,37 +140,47 @@ pub async fn handle(
         r.replication_factor = -1;
         let result = match check(broker, &t) {
             Err(e) => Err(e),
-            Ok((partitions, configs)) if req.validate_only => {
+            Ok(c) if req.validate_only => {
                 if broker.registry.topic(t.name.as_str()).is_some() {
                     Err((
                         ResponseError::TopicAlreadyExists.code(),
                         format!("topic {} already exists", t.name.as_str()),
                     ))
                 } else {
-                    Ok((None, partitions, configs))
+                    {
+                        let rf = replication(broker, &c, &t);
+                        Ok((None, c.partitions, c.configs, rf))
+                    }
                 }
             }
-            Ok((partitions, configs)) => {
+            Ok(c) => {
+                let rf = replication(broker, &c, &t);
                 match broker
-                    .meta
-                    .create_topic(t.name.as_str(), partitions, configs.clone())
+                    .create_topic_placed(
+                        t.name.as_str(),
+                        c.partitions,
+                        c.configs.clone(),
+                        t.replication_factor.into(),
+                        c.assignment.clone(),
+                    )
                     .await
                 {
                     Ok(meta) => {
-                        info!(topic = %meta.name, partitions, "created topic");
+                        info!(topic = %meta.name, partitions = c.partitions, "created topic");
                         let id = meta.id;
+                        let configs = meta.configs.clone();
                         broker.registry.upsert_topic(meta);
-                        Ok((Some(id), partitions, configs))
+                        Ok((Some(id), c.partitions, configs, rf))
                     }
-                    Err(e) => Err((meta_error_code(&e), e.to_string())),
+                    Err(e) => Err(e),
                 }
             }
         };
         match result {
-            Ok((id, partitions, configs)) => {
+            Ok((id, partitions, configs, rf)) => {
                 if version >= 5 {
                     r.num_partitions = partitions;
-                    r.replication_factor = 1;
+                    r.replication_factor = rf;
                     r.configs = Some(
                         TOPIC_CONFIGS
                             .iter()

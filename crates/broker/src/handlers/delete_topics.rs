@@ -55,6 +55,11 @@ async fn delete(
                     .collect();
                 broker.delete_objects(&segments).await;
             }
+            if let Some(cluster) = broker.cluster() {
+                if let Err(e) = cluster.meta.delete_partition_states(meta.id).await {
+                    tracing::warn!(topic, error = %e, "removing the deleted topic's partition states failed");
+                }
+            }
             if version >= 6 {
                 r.topic_id = meta.id;
             }

@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker, which is also the controller.
+//! DescribeCluster: the live brokers (a single node: this one), and the broker named as
+//! controller (see [`super::brokers`]).
 
 use std::sync::Arc;
 
@@ -16,16 +17,22 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClus
         resp.error_message = Some(str_bytes("only the brokers endpoint type is served"));
         return resp;
     }
-    let c = &broker.config;
+    let (brokers, controller) = super::brokers(broker);
     resp.cluster_id = str_bytes(broker.cluster_id());
-    resp.controller_id = BrokerId(c.broker_id);
+    resp.controller_id = BrokerId(controller);
     if req.include_cluster_authorized_operations {
         resp.cluster_authorized_operations = super::operations(super::CLUSTER_OPERATIONS);
     }
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(c.broker_id);
-    b.host = str_bytes(c.advertised_host.clone());
-    b.port = c.advertised_port;
-    resp.brokers = vec![b];
+    resp.brokers = brokers
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port;
+            b.rack = rack.map(str_bytes);
+            b
+        })
+        .collect();
     resp
 }

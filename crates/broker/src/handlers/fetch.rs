@@ -62,6 +62,13 @@ async fn read_now(
         _ => broker.config.fetch_max_bytes,
     };
     let mut total = 0usize;
+    // A follower's fetch (ADR 0022) names its broker id; consumers send -1.
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let mut moved = Vec::new();
     for (ti, ft) in req.topics.iter().enumerate() {
         let mut tr = FetchableTopicResponse::default();
         let topic = if version >= 13 {
@@ -95,7 +102,45 @@ async fn read_now(
             };
             let limit = fp.partition_max_bytes.max(0) as usize;
             let mut source = Source::Nothing;
-            if let Ok(st) = partition.state.lock() {
+            if let Ok(mut st) = partition.state.lock() {
+                // Who may fetch: on a single node anyone; in a cluster consumers only from the
+                // leader, followers only from the leader they follow (which notes their
+                // progress). A stale or future leader epoch is refused (KIP-320).
+                let refused = if replica >= 0 {
+                    match broker.note_follower(
+                        &mut st,
+                        replica,
+                        fp.fetch_offset,
+                        fp.current_leader_epoch,
+                    ) {
+                        Ok(true) => {
+                            moved.push(partition.clone());
+                            None
+                        }
+                        Ok(false) => None,
+                        Err(code) => Some(code),
+                    }
+                } else {
+                    super::check_leader(&st, fp.current_leader_epoch)
+                };
+                if let Some(code) = refused {
+                    pd.error_code = code;
+                    has_error = true;
+                    drop(st);
+                    plans.push(Plan {
+                        topic: ti,
+                        data: pd,
+                        source: Source::Nothing,
+                    });
+                    continue;
+                }
+                // Followers read up to the leader's durable end; consumers up to the high
+                // watermark.
+                let visible = if replica >= 0 {
+                    st.durable_end
+                } else {
+                    st.high_watermark
+                };
                 pd.high_watermark = st.high_watermark;
                 pd.last_stable_offset = st.high_watermark;
                 pd.log_start_offset = st.log_start_offset;
@@ -122,7 +167,7 @@ async fn read_now(
                     let mut reads = Vec::new();
                     let mut part_bytes = 0usize;
                     for e in &st.index[st.find(fp.fetch_offset)..] {
-                        if e.end_offset > st.high_watermark {
+                        if e.end_offset > visible {
                             break;
                         }
                         let len = e.pos.len as usize;
@@ -193,6 +238,11 @@ async fn read_now(
             }
         }
         plan.source = Source::Nothing;
+    }
+    // A follower's confirmation moved the high watermark: acks=all producers and consumers
+    // waiting on it wake.
+    for p in moved {
+        p.changed.notify_waiters();
     }
     let b = broker.clone();
     let wal_reads = tokio::task::spawn_blocking(move || {

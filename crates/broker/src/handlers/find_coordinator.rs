@@ -1,4 +1,5 @@
-//! FindCoordinator: this broker coordinates every group. Transactions are not implemented:
+//! FindCoordinator: a single node coordinates every group; in a cluster each group has one
+//! coordinator among the live brokers, and the others answer its requests with NOT_COORDINATOR. Transactions are not implemented:
 //! a transaction coordinator lookup gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED, which clients
 //! treat as fatal, so `init_transactions` fails at once with that error instead of retrying a
 //! retriable COORDINATOR_NOT_AVAILABLE until its timeout (the same code Produce and
@@ -15,7 +16,28 @@ use crate::Broker;
 
 const GROUP: i8 = 0;
 
-fn lookup(broker: &Broker, key: &str, key_type: i8) -> Result<(), (i16, &'static str)> {
+/// The coordinator of a group: this broker on a single node; in a cluster the live broker
+/// [`crate::cluster::Cluster::coordinator_for`] picks. As (id, host, port).
+fn lookup(
+    broker: &Broker,
+    key: &str,
+    key_type: i8,
+) -> Result<(i32, String, i32), (i16, &'static str)> {
+    check(broker, key, key_type)?;
+    let c = &broker.config;
+    match broker.cluster() {
+        None => Ok((c.broker_id, c.advertised_host.clone(), c.advertised_port)),
+        Some(cluster) => cluster
+            .coordinator_for(key)
+            .map(|b| (b.broker_id, b.host, b.port))
+            .ok_or((
+                ResponseError::CoordinatorNotAvailable.code(),
+                "no live broker is registered",
+            )),
+    }
+}
+
+fn check(broker: &Broker, key: &str, key_type: i8) -> Result<(), (i16, &'static str)> {
     match key_type {
         GROUP if key.is_empty() => Err((ResponseError::InvalidGroupId.code(), "empty group id")),
         GROUP if key.len() > broker.config.max_group_id_len => {
@@ -38,16 +60,15 @@ pub fn handle(
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let c = &broker.config;
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in req.coordinator_keys {
             let mut co = Coordinator::default();
             match lookup(broker, key.as_str(), req.key_type) {
-                Ok(()) => {
-                    co.node_id = BrokerId(c.broker_id);
-                    co.host = str_bytes(c.advertised_host.clone());
-                    co.port = c.advertised_port;
+                Ok((id, host, port)) => {
+                    co.node_id = BrokerId(id);
+                    co.host = str_bytes(host);
+                    co.port = port;
                 }
                 Err((code, msg)) => {
                     co.node_id = BrokerId(-1);
@@ -62,10 +83,10 @@ pub fn handle(
         return resp;
     }
     match lookup(broker, req.key.as_str(), req.key_type) {
-        Ok(()) => {
-            resp.node_id = BrokerId(c.broker_id);
-            resp.host = str_bytes(c.advertised_host.clone());
-            resp.port = c.advertised_port;
+        Ok((id, host, port)) => {
+            resp.node_id = BrokerId(id);
+            resp.host = str_bytes(host);
+            resp.port = port;
         }
         Err((code, msg)) => {
             resp.error_code = code;

@@ -148,7 +148,17 @@ pub async fn handle(
             match found {
                 None => pr.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some((topic_id, part)) => {
-                    match lookup(broker, topic_id, &part, p.timestamp).await {
+                    let refused = part
+                        .state
+                        .lock()
+                        .map_or(Some(ResponseError::UnknownServerError.code()), |st| {
+                            super::check_leader(&st, p.current_leader_epoch)
+                        });
+                    let found = match refused {
+                        Some(code) => Err(code),
+                        None => lookup(broker, topic_id, &part, p.timestamp).await,
+                    };
+                    match found {
                         Ok((ts, off)) => {
                             pr.timestamp = ts;
                             pr.offset = off;

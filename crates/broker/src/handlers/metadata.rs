@@ -29,12 +29,44 @@ fn describe(broker: &Broker, t: &Topic, version: i16, ops: bool) -> MetadataResp
         .map(|(i, p)| {
             let mut mp = MetadataResponsePartition::default();
             mp.partition_index = i as i32;
-            mp.leader_id = id;
-            if version >= 7 {
-                mp.leader_epoch = p.state.lock().map(|s| s.leader_epoch).unwrap_or(0);
+            let local_epoch = p.state.lock().map(|s| s.leader_epoch).unwrap_or(0);
+            match broker.cluster() {
+                None => {
+                    mp.leader_id = id;
+                    if version >= 7 {
+                        mp.leader_epoch = local_epoch;
+                    }
+                    mp.replica_nodes = vec![id];
+                    mp.isr_nodes = vec![id];
+                }
+                Some(cluster) => match cluster.state(t.meta.id, i as i32) {
+                    Some(state) => {
+                        let s = state.value;
+                        let live = s.leader >= 0 && cluster.is_live(s.leader);
+                        mp.leader_id = BrokerId(if live { s.leader } else { -1 });
+                        if !live {
+                            mp.error_code = ResponseError::LeaderNotAvailable.code();
+                        }
+                        if version >= 7 {
+                            mp.leader_epoch = s.leader_epoch;
+                        }
+                        mp.replica_nodes = s.replicas.iter().map(|b| BrokerId(*b)).collect();
+                        mp.isr_nodes = s.isr.iter().map(|b| BrokerId(*b)).collect();
+                        if version >= 5 {
+                            mp.offline_replicas = s
+                                .replicas
+                                .iter()
+                                .filter(|b| !cluster.is_live(**b))
+                                .map(|b| BrokerId(*b))
+                                .collect();
+                        }
+                    }
+                    None => {
+                        mp.error_code = ResponseError::LeaderNotAvailable.code();
+                        mp.leader_id = BrokerId(-1);
+                    }
+                },
             }
-            mp.replica_nodes = vec![id];
-            mp.isr_nodes = vec![id];
             mp
         })
         .collect();
@@ -52,18 +84,26 @@ fn missing(name: Option<TopicName>, id: Uuid, code: i16, version: i16) -> Metada
 }
 
 pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> MetadataResponse {
-    let c = &broker.config;
     let mut resp = MetadataResponse::default();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(c.broker_id);
-    b.host = str_bytes(c.advertised_host.clone());
-    b.port = c.advertised_port;
-    resp.brokers = vec![b];
+    let (brokers, controller) = super::brokers(broker);
+    resp.brokers = brokers
+        .into_iter()
+        .map(|(node, host, port, rack)| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(node);
+            b.host = str_bytes(host);
+            b.port = port;
+            if version >= 1 {
+                b.rack = rack.map(str_bytes);
+            }
+            b
+        })
+        .collect();
     if version >= 2 {
         resp.cluster_id = Some(str_bytes(broker.cluster_id()));
     }
     if version >= 1 {
-        resp.controller_id = BrokerId(c.broker_id);
+        resp.controller_id = BrokerId(controller);
     }
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
         resp.cluster_authorized_operations = super::operations(super::CLUSTER_OPERATIONS);

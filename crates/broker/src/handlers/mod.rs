@@ -40,6 +40,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -52,8 +53,8 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
-    SyncGroupRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use sediment_meta::MetaError;
@@ -94,6 +95,60 @@ fn ready(encoded: Option<Bytes>) -> Reply {
 
 fn later(fut: impl std::future::Future<Output = Option<Bytes>> + Send + 'static) -> Reply {
     Reply::Later(Box::pin(fut))
+}
+
+/// Whether this broker may serve a client's produce, fetch or list-offsets on a partition
+/// now: `None` if it may, else the Kafka error code. A single node leads everything; in a
+/// cluster only the leader serves (NOT_LEADER_OR_FOLLOWER elsewhere, as Kafka without
+/// follower fetching). A `current_leader_epoch` the client gives (-1: none) must be the
+/// leader's: older is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH (KIP-320).
+pub(crate) fn check_leader(
+    st: &crate::log::PartitionState,
+    current_leader_epoch: i32,
+) -> Option<i16> {
+    use crate::log::Role;
+    if !matches!(st.role, Role::Single | Role::Leader { .. }) {
+        return Some(ResponseError::NotLeaderOrFollower.code());
+    }
+    if current_leader_epoch >= 0 && current_leader_epoch < st.leader_epoch {
+        return Some(ResponseError::FencedLeaderEpoch.code());
+    }
+    if current_leader_epoch > st.leader_epoch {
+        return Some(ResponseError::UnknownLeaderEpoch.code());
+    }
+    None
+}
+
+/// A listed broker: id, host, port, rack.
+pub(crate) type Listed = (i32, String, i32, Option<String>);
+
+/// The brokers Metadata and DescribeCluster list, as (id, host, port, rack), and the
+/// controller they name. A single node is all three. A cluster has no controller (leadership is
+/// decided by compare-and-set in etcd, ADR 0022); the live broker with the lowest id is named,
+/// since admin clients send CreateTopics and the like to "the controller", and any broker
+/// serves those.
+pub(crate) fn brokers(broker: &Broker) -> (Vec<Listed>, i32) {
+    let c = &broker.config;
+    match broker.cluster() {
+        None => (
+            vec![(
+                c.broker_id,
+                c.advertised_host.clone(),
+                c.advertised_port,
+                None,
+            )],
+            c.broker_id,
+        ),
+        Some(cluster) => {
+            let live: Vec<_> = cluster
+                .live_brokers()
+                .into_iter()
+                .map(|b| (b.broker_id, b.host, b.port, b.rack))
+                .collect();
+            let controller = live.first().map_or(-1, |b| b.0);
+            (live, controller)
+        }
+    }
 }
 
 /// Kafka error code for a metadata-store failure.
@@ -213,6 +268,14 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);
             fetch::handle(broker, cid, version, req)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let req = decode!(OffsetForLeaderEpochRequest);
+            ready(encode(
+                cid,
+                version,
+                &offset_for_leader_epoch::handle(broker, req),
+            ))
         }
         ApiKey::ListOffsets => {
             let req = decode!(ListOffsetsRequest);

@@ -76,6 +76,8 @@ enum Outcome {
         /// The broker's append time, for a LogAppendTime topic.
         log_append_time: Option<i64>,
         waits: Vec<oneshot::Receiver<Result<Position, WalError>>>,
+        /// acks=all on a cluster leader: also wait for the in-sync replicas (to this end).
+        replicated: Option<(Replicated, i64)>,
     },
     /// An idempotent producer's retry of a batch already appended: answered with the original
     /// offsets once that batch is durable.
@@ -128,7 +130,10 @@ async fn append_partition(
             ),
         );
     }
-    if durability == Durability::Synced && topic.min_insync_replicas > 1 {
+    if durability == Durability::Synced
+        && broker.cluster().is_none()
+        && topic.min_insync_replicas > 1
+    {
         // One broker is one replica: acks=all cannot be met, as Kafka answers a partition
         // whose ISR is smaller than min.insync.replicas (never a silent downgrade).
         return failed(
@@ -262,6 +267,30 @@ async fn append_partition(
             "partition state poisoned",
         );
     };
+    if let Some(code) = super::check_leader(&st, -1) {
+        return failed(code, "this broker does not lead the partition");
+    }
+    // In a cluster, acks=all needs min.insync.replicas in the ISR before anything is appended.
+    let replicated = match &st.role {
+        crate::log::Role::Leader { isr, .. } if durability == Durability::Synced => {
+            let in_sync = isr.len() as i32 + 1;
+            if in_sync < topic.min_insync_replicas {
+                return failed(
+                    ResponseError::NotEnoughReplicas.code(),
+                    format!(
+                        "min.insync.replicas={} but the partition has {in_sync} in-sync replica(s)",
+                        topic.min_insync_replicas
+                    ),
+                );
+            }
+            Some(Replicated {
+                partition: partition.clone(),
+                epoch: st.leader_epoch,
+                min_insync: topic.min_insync_replicas,
+            })
+        }
+        _ => None,
+    };
     if idempotent {
         let i = &info;
         match st.check_sequence(
@@ -340,11 +369,64 @@ async fn append_partition(
         log_start_offset: st.log_start_offset,
         log_append_time,
         waits: vec![rx],
+        replicated: replicated.map(|r| (r, base_offset + i64::from(info.record_count))),
+    }
+}
+
+/// An acks=all append on a cluster leader, which is acknowledged once the high watermark
+/// (the in-sync replicas' lowest durable end) passes it.
+struct Replicated {
+    partition: Arc<crate::log::Partition>,
+    /// The leader epoch it was appended under: a leader that lost the partition meanwhile
+    /// acknowledges nothing.
+    epoch: i32,
+    min_insync: i32,
+}
+
+/// Waits for an acks=all batch ending at `end` to reach every in-sync replica, up to
+/// `timeout`. The error code to answer with if it does not.
+async fn wait_replicated(
+    r: &Replicated,
+    end: i64,
+    timeout: std::time::Duration,
+) -> Result<(), i16> {
+    use crate::log::Role;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let moved = r.partition.changed.notified();
+        let verdict = match r.partition.state.lock() {
+            Ok(st) => match &st.role {
+                Role::Leader { isr, .. } if st.leader_epoch == r.epoch => {
+                    if st.high_watermark >= end {
+                        if (isr.len() as i32 + 1) < r.min_insync {
+                            Some(Err(ResponseError::NotEnoughReplicasAfterAppend.code()))
+                        } else {
+                            Some(Ok(()))
+                        }
+                    } else {
+                        None
+                    }
+                }
+                _ => Some(Err(ResponseError::NotLeaderOrFollower.code())),
+            },
+            Err(_) => Some(Err(ResponseError::UnknownServerError.code())),
+        };
+        if let Some(v) = verdict {
+            return v;
+        }
+        tokio::select! {
+            _ = moved => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(ResponseError::RequestTimedOut.code());
+            }
+        }
     }
 }
 
 pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRequest) -> Reply {
     let acks = req.acks;
+    // How long acks=all waits for the in-sync replicas (the request's timeout, as in Kafka).
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.clamp(1, 300_000) as u64);
     if req.transactional_id.is_some() {
         // Transactions are not implemented; say so per partition rather than pretend.
         return respond_all(
@@ -443,6 +525,7 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                         log_start_offset,
                         log_append_time,
                         waits,
+                        replicated,
                     } => {
                         pr.base_offset = base_offset;
                         pr.log_start_offset = log_start_offset;
@@ -461,6 +544,12 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
                                     pr.base_offset = -1;
                                     break;
                                 }
+                            }
+                        }
+                        if let (0, Some((r, end))) = (pr.error_code, replicated) {
+                            if let Err(code) = wait_replicated(&r, end, timeout).await {
+                                pr.error_code = code;
+                                pr.base_offset = -1;
                             }
                         }
                     }

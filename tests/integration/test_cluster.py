@@ -1,0 +1,258 @@
+"""Cluster mode: three real brokers on one real etcd (clusterkit), real clients, real faults.
+
+What is checked against what clients were told: every record a producer got an
+acknowledgement for is read back, exactly once, at the offset it was acknowledged with.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+import rawkafka
+from clusterkit import cluster_factory  # noqa: F401  (fixture)
+from kafkautil import (assert_dense, confluent_admin, confluent_consumer, confluent_producer,
+                       read_confluent, wait_until)
+
+
+def create(cluster, topic: str, partitions: int = 1, rf: int = 3, config: dict | None = None,
+           via=None) -> None:
+    via = via or cluster.brokers[1]
+    admin = confluent_admin(via.bootstrap)
+    fut = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=rf,
+                                        config=config or {})], request_timeout=15)
+    fut[topic].result(timeout=20)
+
+
+def produce_acked(bootstrap: str, topic: str, values: list[bytes], **conf) -> dict[bytes, tuple[int, int]]:
+    """Produce `values` (also used as keys); {value: (partition, offset)} of those acknowledged."""
+    acked: dict[bytes, tuple[int, int]] = {}
+    errors: list = []
+
+    def cb(err, msg):
+        if err is None:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+        else:
+            errors.append(err)
+
+    p = confluent_producer(bootstrap, **conf)
+    for v in values:
+        while True:
+            try:
+                p.produce(topic, key=v, value=v, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    p.flush(60)
+    return acked
+
+
+def test_topic_created_through_one_broker_is_placed_and_served_by_every_broker(cluster_factory, new_topic):
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=3, rf=3, via=c.brokers[2])
+    # Visible through every broker within a second or so (watch-fed).
+    for b in c.brokers.values():
+        wait_until(lambda b=b: topic in c.metadata(b).topics, 5, what=f"{topic} at {b.name}")
+    md = c.metadata(c.brokers[3], topic)
+    parts = md.topics[topic].partitions
+    assert len(md.brokers) == 3
+    leaders = set()
+    for p in parts.values():
+        assert sorted(p.replicas) == [1, 2, 3], p.replicas
+        assert sorted(p.isrs) == [1, 2, 3], p.isrs
+        leaders.add(p.leader)
+    assert leaders == {1, 2, 3}, f"leaders not spread over the brokers: {leaders}"
+
+    values = [f"v{i}".encode() for i in range(300)]
+    acked = produce_acked(c.brokers[1].bootstrap, topic, values)
+    assert len(acked) == len(values)
+    got = read_confluent(c.brokers[3].bootstrap, topic, range(3))
+    assert_dense(got)
+    read = {r.value: (r.partition, r.offset) for recs in got.values() for r in recs}
+    assert read == acked
+
+
+def test_a_broker_that_does_not_lead_refuses_produce_and_fetch(cluster_factory, new_topic):
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    leader = c.wait_leader(topic)
+    follower = next(b for i, b in c.brokers.items() if i != leader)
+    with rawkafka.RawConn(follower.bootstrap) as conn:
+        batch = rawkafka.idempotent_batch(-1, -1, -1, [b"x"])
+        code, _ = rawkafka.produce_result(conn.call(rawkafka.produce(topic, 0, batch), 7))
+        assert code == KafkaError.NOT_LEADER_FOR_PARTITION, code
+    with rawkafka.RawConn(c.brokers[leader].bootstrap) as conn:
+        code, off = rawkafka.produce_result(conn.call(rawkafka.produce(topic, 0, batch), 7))
+        assert code == 0 and off == 0
+
+
+def test_acks_all_needs_min_insync_replicas(cluster_factory, new_topic):
+    c = cluster_factory(3, extra_args=["--replica-lag-time-max-ms", "2000"])
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    leader = c.wait_leader(topic)
+    acked = produce_acked(c.bootstrap, topic, [b"a", b"b"])
+    assert len(acked) == 2
+    # Two of three down: the ISR shrinks to the leader alone, below min.insync.replicas=2
+    # (the default for three replicas).
+    others = [i for i in c.brokers if i != leader]
+    for i in others:
+        c.brokers[i].kill9()
+    c.wait_isr(topic, 0, {leader})
+    errors = []
+    p = confluent_producer(c.brokers[leader].bootstrap, **{"message.timeout.ms": 5000, "retries": 0})
+    p.produce(topic, value=b"refused", on_delivery=lambda e, m: errors.append(e))
+    p.flush(15)
+    assert errors and errors[0] is not None, "acks=all with one in-sync replica was acknowledged"
+    assert errors[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, errors[0]
+    # acks=1 is still served, and nothing acknowledged went.
+    got = produce_acked(c.brokers[leader].bootstrap, topic, [b"c"], acks=1)
+    assert len(got) == 1
+    read = read_confluent(c.brokers[leader].bootstrap, topic, [0])[0]
+    assert [r.value for r in read] == [b"a", b"b", b"c"]
+
+
+def test_acknowledged_records_survive_ten_leader_kills(cluster_factory, new_topic):
+    """An idempotent acks=all producer while the leader is SIGKILLed ten times (each restarted):
+    every acknowledged record is read exactly once at its acknowledged offset, offsets dense,
+    order kept."""
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    acked: dict[bytes, int] = {}
+    failed: list = []
+
+    def cb(err, msg):
+        if err is None:
+            acked[msg.value()] = msg.offset()
+        else:
+            failed.append((msg.value(), err))
+
+    p = confluent_producer(c.bootstrap, **{"enable.idempotence": True, "linger.ms": 2,
+                                           "message.timeout.ms": 60000})
+    n = 0
+
+    def send(count):
+        nonlocal n
+        for _ in range(count):
+            v = f"r{n:06d}".encode()
+            n += 1
+            p.produce(topic, value=v, on_delivery=cb)
+            p.poll(0)
+            time.sleep(0.002)
+
+    for round_ in range(10):
+        # Each kill starts from a full ISR, so another replica can always take over.
+        c.wait_isr(topic, 0, {1, 2, 3})
+        send(100)
+        leader = c.wait_leader(topic)
+        c.brokers[leader].kill9()
+        send(100)  # while there is no leader: queued, retried by the producer
+        c.wait_leader(topic, not_broker=leader, timeout=30)
+        c.brokers[leader].start()
+    send(100)
+    assert p.flush(90) == 0, "records still unacknowledged after 90 s"
+    assert not failed, f"{len(failed)} records failed, first: {failed[:3]}"
+    assert len(acked) == n
+    read = read_confluent(c.bootstrap_of_running(), topic, [0], timeout=60)[0]
+    assert_dense({0: read})
+    offsets = [r.offset for r in read]
+    assert len(offsets) == len(set(offsets))
+    by_value = {}
+    for r in read:
+        assert r.value not in by_value, f"{r.value!r} read twice (offsets {by_value[r.value]}, {r.offset})"
+        by_value[r.value] = r.offset
+    assert by_value == acked, "what was read differs from what was acknowledged"
+    # Producer order kept: values were sent in increasing order.
+    assert [r.value for r in read] == sorted(acked)
+
+
+def test_a_returning_leader_truncates_what_it_never_replicated(cluster_factory, new_topic):
+    """The old leader appends a record (acks=1) its followers never get, dies; on its return
+    it truncates that record, and every replica ends with the same log."""
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    acked = produce_acked(c.bootstrap, topic, [b"a", b"b"])
+    assert len(acked) == 2
+    old = c.wait_leader(topic)
+    followers = [i for i in c.brokers if i != old]
+    for i in followers:
+        c.brokers[i].proc.send_signal(signal.SIGSTOP)
+    # A fetch the followers had parked at the leader is answered (empty) within its 500 ms
+    # wait; after that none is outstanding, so what the leader appends now reaches nobody.
+    time.sleep(1.0)
+    try:
+        lost = produce_acked(c.brokers[old].bootstrap, topic, [b"lost"], acks=1)
+        assert lost == {b"lost": (0, 2)}, lost
+    finally:
+        c.brokers[old].kill9()
+        for i in followers:
+            c.brokers[i].proc.send_signal(signal.SIGCONT)
+    new = c.wait_leader(topic, not_broker=old, timeout=30)
+    more = produce_acked(c.brokers[new].bootstrap, topic, [b"c", b"d"])
+    assert more == {b"c": (0, 2), b"d": (0, 3)}, more
+    c.brokers[old].start()
+    c.wait_isr(topic, 0, {1, 2, 3})
+    # Leave only the returned broker: it leads now, and must serve the new leader's log.
+    for i in followers:
+        c.brokers[i].kill9()
+    c.wait_leader(topic, not_broker=new, timeout=30)
+    assert c.wait_leader(topic) == old
+    read = read_confluent(c.brokers[old].bootstrap, topic, [0])[0]
+    assert [(r.offset, r.value) for r in read] == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"d")]
+
+
+def test_a_consumer_group_has_one_coordinator_and_commits_survive_restarts(cluster_factory, new_topic):
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=3, rf=3)
+    values = [f"g{i}".encode() for i in range(90)]
+    assert len(produce_acked(c.bootstrap, topic, values)) == 90
+    group = f"grp-{topic}"
+    with rawkafka.RawConn(c.brokers[1].bootstrap) as conn:
+        coordinators = set()
+        for b in c.brokers.values():
+            with rawkafka.RawConn(b.bootstrap) as cb:
+                r = cb.call(rawkafka.find_coordinator(group), 2)
+                assert r.error_code == 0
+                coordinators.add(r.node_id)
+        assert len(coordinators) == 1, f"brokers disagree on the coordinator: {coordinators}"
+    cons = confluent_consumer(c.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest",
+                                             "enable.auto.commit": False,
+                                             "enable.auto.offset.store": True})
+    cons.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 90 and time.monotonic() < deadline:
+        for m in cons.consume(100, timeout=0.5):
+            assert m.error() is None, m.error()
+            seen.append(m.value())
+    cons.commit(asynchronous=False)
+    cons.close()
+    assert sorted(seen) == sorted(values)
+    for b in c.brokers.values():
+        assert b.stop() == 0
+    for b in c.brokers.values():
+        b.start()
+    c.wait_brokers(3)
+    cons = confluent_consumer(c.bootstrap, **{"group.id": group, "auto.offset.reset": "earliest"})
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    committed = wait_until(lambda: _committed(cons, tps), 30, what="committed offsets")
+    cons.close()
+    assert sum(committed) == 90, committed
+
+
+def _committed(cons, tps):
+    try:
+        got = cons.committed(tps, timeout=5)
+    except Exception:  # noqa: BLE001 (coordinator moving after the restart)
+        return None
+    offs = [t.offset for t in got]
+    return offs if all(o >= 0 for o in offs) else None
