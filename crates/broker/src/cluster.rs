@@ -20,7 +20,7 @@ use sediment_meta::cluster::{
 };
 use sediment_meta::MetaError;
 use tokio::sync::{watch, Notify};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::log::{Partition, Progress, Role, Topic};
@@ -52,6 +52,9 @@ impl Default for ClusterSettings {
     }
 }
 
+/// How long a leader leads before it hands a partition back to its preferred replica.
+pub const PREFERRED_AFTER: Duration = Duration::from_secs(5);
+
 /// What this broker knows of the cluster.
 pub struct Cluster {
     pub meta: Arc<dyn ClusterMeta>,
@@ -62,10 +65,14 @@ pub struct Cluster {
     states: RwLock<HashMap<(Uuid, i32), Versioned<Placement>>>,
     registration: Mutex<Option<Registration>>,
     lost: Mutex<Option<watch::Receiver<bool>>>,
+    /// This broker's registration as it joined (kept to register again after losing it).
+    me: Mutex<Option<BrokerRegistration>>,
     /// Leaders this broker runs a replica fetcher for.
     fetchers: Mutex<HashSet<i32>>,
     /// Wakes the reconcile loop.
     kick: Notify,
+    /// Shutting down: no elections, no taking leadership back.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -78,8 +85,10 @@ impl Cluster {
             states: RwLock::default(),
             registration: Mutex::default(),
             lost: Mutex::default(),
+            me: Mutex::default(),
             fetchers: Mutex::default(),
             kick: Notify::new(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -116,6 +125,15 @@ impl Cluster {
             .ok()
             .and_then(|l| l.as_ref().map(|rx| !*rx.borrow()))
             .unwrap_or(false)
+    }
+
+    fn keep(&self, registration: Registration) {
+        if let Ok(mut l) = self.lost.lock() {
+            *l = Some(registration.lost.clone());
+        }
+        if let Ok(mut r) = self.registration.lock() {
+            *r = Some(registration);
+        }
     }
 
     fn put_state(&self, topic_id: Uuid, partition: i32, state: Versioned<Placement>) {
@@ -221,15 +239,18 @@ impl Broker {
                 Err(e) => return Err(format!("registering broker {}: {e}", me.broker_id)),
             }
         };
-        if let Ok(mut l) = cluster.lost.lock() {
-            *l = Some(registration.lost.clone());
-        }
-        if let Ok(mut r) = cluster.registration.lock() {
-            *r = Some(registration);
+        cluster.keep(registration);
+        if let Ok(mut m) = cluster.me.lock() {
+            *m = Some(me.clone());
         }
         self.resync().await.map_err(|e| e.to_string())?;
+        let fresh = self.claim_data_dir()?;
+        if fresh {
+            self.leave_every_isr(&cluster).await?;
+        }
         info!(
             broker_id = me.broker_id,
+            fresh_data_dir = fresh,
             incarnation = %cluster.incarnation,
             brokers = cluster.live_brokers().len(),
             "joined the cluster"
@@ -239,6 +260,200 @@ impl Broker {
         let b = self.clone();
         self.supervise("cluster reconcile", async move { b.run_reconcile().await });
         self.reconcile().await;
+        Ok(())
+    }
+
+    /// After the registration was lost (etcd unreachable, or this process paused, for longer
+    /// than the session): this broker already leads nothing (every role went when `lost`
+    /// rose); it registers again once its old lease is gone, and rejoins as a follower.
+    async fn register_again(&self, cluster: &Cluster) {
+        let Some(me) = cluster.me.lock().ok().and_then(|m| m.clone()) else {
+            return;
+        };
+        let old = cluster.registration.lock().ok().and_then(|mut r| r.take());
+        drop(old); // stops renewing what is left of it
+        match cluster
+            .meta
+            .register_broker(&me, cluster.settings.session_timeout)
+            .await
+        {
+            Ok(r) => {
+                info!(
+                    broker_id = me.broker_id,
+                    "registration was lost; registered again"
+                );
+                cluster.keep(r);
+                if let Err(e) = self.resync().await {
+                    warn!(error = %e, "reloading cluster metadata failed; the next change retries");
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "registering again failed; will retry");
+            }
+        }
+    }
+
+    /// Controlled shutdown (as Kafka's): hands every partition this broker leads to another
+    /// live in-sync replica (the first in replica order) by compare-and-set, leaving this
+    /// broker out of the ISR, so clients get a retriable NOT_LEADER_OR_FOLLOWER and move on
+    /// at once instead of waiting out the session. A partition with no other in-sync replica
+    /// keeps this leader until it is gone. Returns how many partitions moved.
+    pub async fn hand_over_leadership(self: &Arc<Self>) -> usize {
+        let Some(cluster) = self.cluster.clone() else {
+            return 0;
+        };
+        let me = self.config.broker_id;
+        cluster
+            .leaving
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut moved = 0;
+        for topic in self.registry.topics() {
+            for i in 0..topic.partitions.len() as i32 {
+                let Some(state) = cluster.state(topic.meta.id, i) else {
+                    continue;
+                };
+                let s = &state.value;
+                if s.leader != me {
+                    continue;
+                }
+                let Some(next) = s
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|b| *b != me && s.isr.contains(b) && cluster.is_live(*b))
+                else {
+                    continue;
+                };
+                let new = Placement {
+                    replicas: s.replicas.clone(),
+                    leader: next,
+                    leader_epoch: s.leader_epoch + 1,
+                    isr: s.isr.iter().copied().filter(|b| *b != me).collect(),
+                };
+                match cluster
+                    .meta
+                    .update_partition_state(topic.meta.id, i, state.version, new.clone())
+                    .await
+                {
+                    Ok(version) => {
+                        cluster.put_state(
+                            topic.meta.id,
+                            i,
+                            Versioned {
+                                value: new,
+                                version,
+                            },
+                        );
+                        moved += 1;
+                    }
+                    Err(e) => {
+                        warn!(topic = %topic.meta.name, partition = i, error = %e, "handing over leadership failed")
+                    }
+                }
+            }
+        }
+        // Roles follow at once: waiting producers hear NOT_LEADER_OR_FOLLOWER.
+        self.reconcile().await;
+        if moved > 0 {
+            info!(
+                partitions = moved,
+                "handed over leadership before shutting down"
+            );
+        }
+        moved
+    }
+
+    /// Marks the data directory as this cluster's broker's (`<data dir>/cluster-member.json`).
+    /// Returns whether it was fresh: new, or wiped since this broker last ran. A directory of
+    /// another cluster or broker id is refused: it would serve someone else's log.
+    fn claim_data_dir(&self) -> Result<bool, String> {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+        struct Member {
+            cluster_id: String,
+            broker_id: i32,
+        }
+        let path = self.config.data_dir.join("cluster-member.json");
+        let me = Member {
+            cluster_id: self.cluster_id().to_string(),
+            broker_id: self.config.broker_id,
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let was: Member = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!("{} is not a cluster membership file: {e}", path.display())
+                })?;
+                if was != me {
+                    return Err(format!(
+                        "{} belongs to broker {} of cluster {}, not broker {} of cluster {}: give                          this broker its own --data-dir",
+                        self.config.data_dir.display(),
+                        was.broker_id,
+                        was.cluster_id,
+                        me.broker_id,
+                        me.cluster_id
+                    ));
+                }
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let body = serde_json::to_vec(&me).map_err(|e| e.to_string())?;
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, body)
+                    .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+                    .and_then(|_| std::fs::rename(&tmp, &path))
+                    .map_err(|e| format!("writing {}: {e}", path.display()))?;
+                Ok(true)
+            }
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+
+    /// A broker whose data directory is fresh holds none of what it held in a previous life:
+    /// before it serves, it takes itself out of every ISR (and gives up leading what the
+    /// etcd state still says it leads), so it can neither be elected nor count toward acks=all
+    /// until a leader has seen it catch up (KIP-903's rule, by data directory).
+    async fn leave_every_isr(&self, cluster: &Cluster) -> Result<(), String> {
+        let me = self.config.broker_id;
+        for topic in self.registry.topics() {
+            for i in 0..topic.partitions.len() as i32 {
+                for _attempt in 0..10 {
+                    let Some(state) = cluster.state(topic.meta.id, i) else {
+                        break;
+                    };
+                    let s = &state.value;
+                    if !s.isr.contains(&me) && s.leader != me {
+                        break;
+                    }
+                    let new = Placement {
+                        replicas: s.replicas.clone(),
+                        leader: if s.leader == me { -1 } else { s.leader },
+                        leader_epoch: s.leader_epoch + i32::from(s.leader == me),
+                        isr: s.isr.iter().copied().filter(|b| *b != me).collect(),
+                    };
+                    match cluster
+                        .meta
+                        .update_partition_state(topic.meta.id, i, state.version, new.clone())
+                        .await
+                    {
+                        Ok(version) => {
+                            info!(topic = %topic.meta.name, partition = i, "fresh data directory: left the ISR");
+                            cluster.put_state(
+                                topic.meta.id,
+                                i,
+                                Versioned {
+                                    value: new,
+                                    version,
+                                },
+                            );
+                            break;
+                        }
+                        Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
+                        Err(e) => {
+                            return Err(format!("leaving the ISR of {}-{i}: {e}", topic.meta.name))
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -388,6 +603,9 @@ impl Broker {
                 _ = tokio::time::sleep(tick) => {}
                 _ = crate::wait_stopped(&mut stop) => return,
             }
+            if !cluster.is_member() {
+                self.register_again(&cluster).await;
+            }
             self.reconcile().await;
         }
     }
@@ -399,6 +617,7 @@ impl Broker {
             return;
         };
         let member = cluster.is_member();
+        let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
         let me = self.config.broker_id;
         for topic in self.registry.topics() {
             for (i, p) in topic.partitions.iter().enumerate() {
@@ -407,13 +626,16 @@ impl Broker {
                     set_role(p, Role::Absent, None);
                     continue;
                 };
-                if member && self.should_elect(&cluster, &topic, &state.value) {
+                if member && !leaving && self.should_elect(&cluster, &topic, &state.value) {
                     self.elect(&cluster, &topic, i, &state).await;
                     continue; // the next pass applies what the election decided
                 }
                 self.apply(&cluster, &topic, i, p, &state.value, member);
                 if member && state.value.leader == me {
                     self.maintain_isr(&cluster, &topic, i, p, &state).await;
+                    if !leaving {
+                        self.prefer_leader(&cluster, &topic, i, p, &state).await;
+                    }
                 }
             }
         }
@@ -670,6 +892,70 @@ impl Broker {
         }
     }
 
+    /// Kafka's auto leader rebalance: a partition led by another replica than its preferred
+    /// one (the first) is handed back once the preferred replica is live, in sync and has
+    /// everything committed, and this broker has led for [`PREFERRED_AFTER`] (so a broker
+    /// that just returned is not handed load while it catches up, and leadership does not flap).
+    async fn prefer_leader(
+        &self,
+        cluster: &Cluster,
+        topic: &Topic,
+        partition: i32,
+        p: &Arc<Partition>,
+        state: &Versioned<Placement>,
+    ) {
+        let me = self.config.broker_id;
+        let s = &state.value;
+        let Some(&preferred) = s.replicas.first() else {
+            return;
+        };
+        if preferred == me || !s.isr.contains(&preferred) || !cluster.is_live(preferred) {
+            return;
+        }
+        let ready = p.state.lock().is_ok_and(|st| match &st.role {
+            Role::Leader {
+                followers, since, ..
+            } => {
+                let led = self.config.clock.monotonic().saturating_sub(*since);
+                led >= PREFERRED_AFTER
+                    && followers
+                        .get(&preferred)
+                        .is_some_and(|f| f.end >= st.high_watermark)
+            }
+            _ => false,
+        });
+        if !ready {
+            return;
+        }
+        let new = Placement {
+            leader: preferred,
+            leader_epoch: s.leader_epoch + 1,
+            ..s.clone()
+        };
+        match cluster
+            .meta
+            .update_partition_state(topic.meta.id, partition, state.version, new.clone())
+            .await
+        {
+            Ok(version) => {
+                info!(topic = %topic.meta.name, partition, to = preferred, "leadership back to the preferred replica");
+                cluster.put_state(
+                    topic.meta.id,
+                    partition,
+                    Versioned {
+                        value: new,
+                        version,
+                    },
+                );
+                cluster.kick();
+            }
+            Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
+            Err(e) => {
+                warn!(topic = %topic.meta.name, partition, error = %e, "moving leadership failed")
+            }
+        }
+    }
+
     /// Records what a follower's fetch says it has (its fetch offset: everything below is
     /// durable on it), on the partition it asks of this leader. Returns whether the high
     /// watermark moved. `Err` with the Kafka error code when this broker does not lead the
@@ -885,7 +1171,7 @@ impl Broker {
     /// written. A topic of three or more replicas gets `min.insync.replicas=2` unless it
     /// names its own: with stateless brokers a disk can vanish, so acks=all means two copies.
     pub async fn create_topic_placed(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         partitions: i32,
         mut configs: BTreeMap<String, String>,
@@ -933,6 +1219,9 @@ impl Broker {
                 tracing::error!(topic = name, error = %e, "writing the new topic's partition states failed");
                 return Err((ResponseError::UnknownServerError.code(), e.to_string()));
             }
+            // Roles at once, so a produce right after the creation finds its leader ready.
+            self.registry.upsert_topic(meta.clone());
+            self.reconcile().await;
         }
         Ok(meta)
     }
@@ -940,7 +1229,7 @@ impl Broker {
     /// Adds partitions to a topic, placing the new ones in a cluster as
     /// [`Broker::create_topic_placed`] does (with the topic's replication factor).
     pub async fn add_partitions_placed(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         count: i32,
         assignment: Option<Vec<Vec<i32>>>,
@@ -969,6 +1258,8 @@ impl Broker {
             self.create_partition_states(id, first, &a)
                 .await
                 .map_err(|e| (crate::handlers::meta_error_code(&e), e.to_string()))?;
+            self.registry.upsert_topic(meta.clone());
+            self.reconcile().await;
         }
         Ok(meta)
     }

@@ -119,9 +119,6 @@ impl Broker {
         let cluster_id = meta.cluster_id().await?;
         let metrics = Arc::new(Metrics::default());
         let registry = Arc::new(Registry::new(metrics.clone(), config.clock.clone()));
-        if cluster.is_some() {
-            registry.set_clustered();
-        }
         let dynamic = dynamic::DynamicConfigs {
             cluster: meta.broker_configs("").await?,
             broker: meta.broker_configs(&config.broker_id.to_string()).await?,
@@ -175,6 +172,9 @@ impl Broker {
         let (wal, recovered) = Wal::open(wal_config, registry.clone())?;
         let entries = recovered.entries.len();
         registry.recover(&recovered.entries, &wal.segments(), &snapshot);
+        if cluster.is_some() {
+            registry.set_clustered();
+        }
         info!(
             entries,
             topics = registry.topic_count(),
@@ -330,7 +330,7 @@ impl Broker {
     /// The topic `name`, auto-creating it when `auto_create` and the broker allow.
     /// On failure, the Kafka error code to answer with.
     pub async fn ensure_topic(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         auto_create: bool,
     ) -> Result<Arc<log::Topic>, i16> {

@@ -389,6 +389,11 @@ impl Registry {
             for p in &t.partitions {
                 if let Ok(mut st) = p.state.lock() {
                     st.role = Role::Absent;
+                    // What the WAL holds beyond the archive is committed only once the ISR
+                    // confirms it again (as leader) or the leader says so (as follower).
+                    st.high_watermark = st
+                        .high_watermark
+                        .min(st.uploaded_end.max(st.log_start_offset));
                 }
             }
         }

@@ -155,6 +155,13 @@ impl Broker {
 /// The end of the last segment retention drops from a partition, if any.
 fn expired_end(p: &Partition, retention_ms: i64, retention_bytes: i64, now_ms: i64) -> Option<i64> {
     let st = p.state.lock().ok()?;
+    // In a cluster the leader applies retention (the index is shared); the others follow it.
+    if !matches!(
+        st.role,
+        crate::log::Role::Single | crate::log::Role::Leader { .. }
+    ) {
+        return None;
+    }
     let segments = &st.archive;
     let mut total: i64 = segments.iter().map(|s| s.size_bytes as i64).sum();
     let mut end = None;

@@ -117,6 +117,11 @@ pub struct BenchArgs {
     /// Bytes per ranged GET when reading segments directly.
     #[arg(long, default_value_t = 8 * 1024 * 1024)]
     get_range_bytes: u64,
+    /// Cluster mode: create the topic with these replicas for every partition (broker ids,
+    /// comma-separated, the first leads), so every produce goes to the --bootstrap broker,
+    /// which must be the first.
+    #[arg(long, value_delimiter = ',')]
+    replicas: Vec<i32>,
 }
 
 /// Ends a progress line and prints a phase's throughput; returns its seconds.
@@ -317,6 +322,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     ct.name = TopicName(StrBytes::from_string(topic.clone()));
     ct.num_partitions = args.partitions;
     ct.replication_factor = -1;
+    if !args.replicas.is_empty() {
+        ct.num_partitions = -1;
+        ct.assignments = (0..args.partitions)
+            .map(|p| {
+                let mut a = kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment::default();
+                a.partition_index = p;
+                a.broker_ids = args
+                    .replicas
+                    .iter()
+                    .map(|b| kafka_protocol::messages::BrokerId(*b))
+                    .collect();
+                a
+            })
+            .collect();
+    }
     let mut creq = CreateTopicsRequest::default();
     creq.topics = vec![ct];
     let cresp = client.send(5, &creq).await?;

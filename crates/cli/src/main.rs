@@ -6,6 +6,7 @@
 mod admin;
 mod bench;
 mod bench_tier;
+mod cluster;
 mod groups;
 mod serve;
 mod settings;
@@ -37,6 +38,8 @@ enum Command {
     Topics(topics::TopicsArgs),
     /// List, describe, delete consumer groups and reset their offsets.
     Groups(groups::GroupsArgs),
+    /// A cluster's brokers, leaders per broker, under-replicated and offline partitions.
+    Cluster(cluster::ClusterArgs),
     /// Measure produce and consume throughput and produce latency against a running broker.
     Bench(bench::BenchArgs),
 }
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(*args).await,
             Command::Topics(args) => topics::run(args).await,
             Command::Groups(args) => groups::run(args).await,
+            Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     });

@@ -131,6 +131,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");
+    // Cluster mode: other in-sync replicas take over this broker's partitions first.
+    broker.hand_over_leadership().await;
     broker.begin_shutdown();
     broker.leave_cluster().await;
     let _ = kafka_task.await;

@@ -27,6 +27,9 @@ enum TopicsCommand {
         name: String,
         #[arg(long, short, default_value_t = 1)]
         partitions: i32,
+        /// Replicas per partition (cluster mode; -1: the broker's default)
+        #[arg(long, short, default_value_t = -1, allow_negative_numbers = true)]
+        replication_factor: i16,
         /// Topic config, repeatable: --config retention.ms=86400000
         #[arg(long = "config", short = 'c')]
         configs: Vec<String>,
@@ -48,6 +51,34 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
     }
 }
 
+/// A partition's log start and end offsets, asked of its leader (as text; "?" if it does not
+/// answer).
+async fn log_bounds(leader: &str, topic: &str, partition: i32) -> (String, String) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::ListOffsetsRequest;
+    let Ok(c) = sediment_protocol::client::Client::connect(leader).await else {
+        return ("?".into(), "?".into());
+    };
+    let mut out = Vec::new();
+    for ts in [-2i64, -1] {
+        let mut p = ListOffsetsPartition::default();
+        p.partition_index = partition;
+        p.timestamp = ts;
+        let mut t = ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_string()));
+        t.partitions = vec![p];
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(-1);
+        req.topics = vec![t];
+        let got = c.send(4, &req).await.ok().and_then(|r| {
+            let p = r.topics.first()?.partitions.first()?;
+            (p.error_code == 0).then_some(p.offset)
+        });
+        out.push(got.map_or("?".to_string(), |o| o.to_string()));
+    }
+    (out[0].clone(), out[1].clone())
+}
+
 pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
     let client = args.broker.connect().await?;
     let name_of = |s: &str| TopicName(StrBytes::from_string(s.to_string()));
@@ -65,12 +96,13 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
         TopicsCommand::Create {
             name,
             partitions,
+            replication_factor,
             configs,
         } => {
             let mut t = CreatableTopic::default();
             t.name = name_of(&name);
             t.num_partitions = partitions;
-            t.replication_factor = -1;
+            t.replication_factor = replication_factor;
             for kv in configs {
                 let (k, v) = kv
                     .split_once('=')
@@ -103,8 +135,35 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
             for t in resp.topics {
                 check(t.error_code, None, &format!("describing {name}"))?;
                 println!("topic {name}: {} partitions", t.partitions.len());
-                for p in t.partitions {
-                    println!("  partition {} leader {}", p.partition_index, p.leader_id.0);
+                let ids = |v: &[kafka_protocol::messages::BrokerId]| {
+                    v.iter()
+                        .map(|b| b.0.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let addrs: std::collections::HashMap<i32, String> = resp
+                    .brokers
+                    .iter()
+                    .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+                    .collect();
+                for p in &t.partitions {
+                    let (start, end) = match addrs.get(&p.leader_id.0) {
+                        Some(a) => log_bounds(a, &name, p.partition_index).await,
+                        None => ("?".into(), "?".into()),
+                    };
+                    println!(
+                        "  partition {} leader {} epoch {} replicas [{}] isr [{}]{} log {start}..{end}",
+                        p.partition_index,
+                        p.leader_id.0,
+                        p.leader_epoch,
+                        ids(&p.replica_nodes),
+                        ids(&p.isr_nodes),
+                        if p.offline_replicas.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" offline [{}]", ids(&p.offline_replicas))
+                        }
+                    );
                 }
             }
             let mut dreq = DescribeConfigsRequest::default();
