@@ -414,3 +414,62 @@ def test_every_client_produces_and_consumes_through_any_broker(cluster_factory, 
     seen = sorted(m.value.decode() for m in cons)
     cons.close()
     assert seen == want, json.dumps(seen[:10])
+
+
+def test_leader_epochs_fence_stale_requests_and_answer_offset_for_leader_epoch(cluster_factory, new_topic):
+    """KIP-320 and KIP-101 after a failover: a Fetch or ListOffsets naming the old leader
+    epoch gets FENCED_LEADER_EPOCH, a future one UNKNOWN_LEADER_EPOCH; OffsetForLeaderEpoch
+    answers where each epoch ends; a follower answers NOT_LEADER_OR_FOLLOWER."""
+    from kafka.protocol.consumer import FetchRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    assert len(produce_acked(c.bootstrap, topic, [b"a", b"b"])) == 2
+    old = c.wait_leader(topic)
+    c.brokers[old].kill9()
+    new = c.wait_leader(topic, not_broker=old, timeout=30)
+    assert produce_acked(c.brokers[new].bootstrap, topic, [b"c"]) == {b"c": (0, 2)}
+    # One election since the topic was created at epoch 0: the leader epoch is 1 now.
+    F = FetchRequest.FetchTopic
+    L = ListOffsetsRequest.ListOffsetsTopic
+    O = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+
+    def fetch(conn, current):
+        req = FetchRequest(replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+                           isolation_level=0, session_id=0, session_epoch=-1,
+                           topics=[F(topic=topic, partitions=[F.FetchPartition(
+                               partition=0, current_leader_epoch=current, fetch_offset=0,
+                               log_start_offset=-1, partition_max_bytes=1 << 20)])],
+                           forgotten_topics_data=[], rack_id="")
+        return conn.call(req, 12).responses[0].partitions[0].error_code
+
+    def list_offsets(conn, current):
+        req = ListOffsetsRequest(replica_id=-1, isolation_level=0, topics=[L(
+            name=topic, partitions=[L.ListOffsetsPartition(
+                partition_index=0, current_leader_epoch=current, timestamp=-1)])])
+        return conn.call(req, 4).topics[0].partitions[0].error_code
+
+    def epoch_end(conn, current, leader_epoch):
+        req = OffsetForLeaderEpochRequest(replica_id=-1, topics=[O(topic=topic, partitions=[
+            O.OffsetForLeaderPartition(partition=0, current_leader_epoch=current,
+                                       leader_epoch=leader_epoch)])])
+        p = conn.call(req, 3).topics[0].partitions[0]
+        return p.error_code, p.leader_epoch, p.end_offset
+
+    FENCED, UNKNOWN, NOT_LEADER = 74, 75, 6
+    with rawkafka.RawConn(c.brokers[new].bootstrap) as conn:
+        assert fetch(conn, 1) == 0
+        assert fetch(conn, -1) == 0
+        assert fetch(conn, 0) == FENCED
+        assert fetch(conn, 2) == UNKNOWN
+        assert list_offsets(conn, 1) == 0
+        assert list_offsets(conn, 0) == FENCED
+        assert list_offsets(conn, 7) == UNKNOWN
+        assert epoch_end(conn, 1, 0) == (0, 0, 2), "epoch 0 ends where epoch 1 began"
+        assert epoch_end(conn, 1, 1) == (0, 1, 3), "the current epoch ends at the log end"
+        assert epoch_end(conn, 0, 0)[0] == FENCED
+    follower = next(b for i, b in c.brokers.items() if i not in (old, new))
+    with rawkafka.RawConn(follower.bootstrap) as conn:
+        assert fetch(conn, 1) == NOT_LEADER
+        assert list_offsets(conn, 1) == NOT_LEADER
+        assert epoch_end(conn, 1, 0)[0] == NOT_LEADER

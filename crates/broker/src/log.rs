@@ -842,4 +842,174 @@ mod tests {
         assert!(b0.as_mut().now_or_never().is_some());
         assert!(a1.as_mut().now_or_never().is_none());
     }
+
+    fn entry(base: i64, count: i32) -> IndexEntry {
+        IndexEntry {
+            base_offset: base,
+            end_offset: base + i64::from(count),
+            max_timestamp: 0,
+            pos: Position {
+                segment: 0,
+                offset: base as u64,
+                len: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_leaders_high_watermark_is_the_lowest_end_of_the_in_sync_replicas() {
+        let now = std::time::Duration::ZERO;
+        let progress = |end| Progress {
+            end,
+            fetched_at: now,
+            caught_up_at: now,
+            sent_end: end,
+            incarnation: Uuid::nil(),
+        };
+        let mut st = PartitionState {
+            durable_end: 10,
+            ..Default::default()
+        };
+        assert!(st.advance_high_watermark(), "single node: the durable end");
+        assert_eq!(st.high_watermark, 10);
+        st.durable_end = 20;
+        st.role = Role::Leader {
+            isr: vec![2, 3],
+            followers: HashMap::from([(2, progress(15))]),
+            since: now,
+        };
+        // Broker 3 has not confirmed anything to this leader: nothing moves on its behalf.
+        assert!(!st.advance_high_watermark());
+        assert_eq!(st.high_watermark, 10);
+        if let Role::Leader { followers, .. } = &mut st.role {
+            followers.insert(3, progress(18));
+        }
+        assert!(st.advance_high_watermark());
+        assert_eq!(
+            st.high_watermark, 15,
+            "the slowest in-sync follower bounds it"
+        );
+        // An ISR shrink (3 and 2 out) leaves the leader's own end.
+        if let Role::Leader { isr, .. } = &mut st.role {
+            isr.clear();
+        }
+        assert!(st.advance_high_watermark());
+        assert_eq!(st.high_watermark, 20);
+        // It never moves back, whatever the role says.
+        st.role = Role::Follower {
+            leader: 2,
+            leader_hw: 5,
+            checked: true,
+        };
+        assert!(!st.advance_high_watermark());
+        assert_eq!(st.high_watermark, 20);
+    }
+
+    #[test]
+    fn the_epoch_history_says_where_each_epoch_ends() {
+        let mut st = PartitionState::default();
+        st.note_epoch(0, 0);
+        st.note_epoch(0, 5); // same epoch: no new entry
+        st.note_epoch(2, 7);
+        st.next_offset = 12;
+        st.leader_epoch = 3;
+        assert_eq!(st.epochs, vec![(0, 0), (2, 7)]);
+        assert_eq!(st.epoch_end(0), Some((0, 7)));
+        assert_eq!(
+            st.epoch_end(1),
+            Some((0, 7)),
+            "epoch 1 wrote nothing here: 0's end"
+        );
+        assert_eq!(st.epoch_end(2), Some((2, 12)));
+        assert_eq!(
+            st.epoch_end(3),
+            Some((2, 12)),
+            "the current epoch ends at the log end"
+        );
+        let older = PartitionState {
+            epochs: vec![(4, 100)],
+            leader_epoch: 4,
+            next_offset: 120,
+            ..Default::default()
+        };
+        assert_eq!(older.epoch_end(2), None, "older than anything this log has");
+    }
+
+    #[test]
+    fn truncation_keeps_whole_batches_and_forgets_what_went() {
+        let mut st = PartitionState {
+            index: vec![entry(0, 3), entry(3, 3), entry(6, 3)],
+            next_offset: 9,
+            durable_end: 9,
+            high_watermark: 6,
+            epochs: vec![(0, 0), (1, 6)],
+            ..Default::default()
+        };
+        st.record_sequence(7, 0, 0, 3, 3);
+        st.record_sequence(7, 0, 3, 3, 6);
+        assert_eq!(st.truncate_to(7), 6, "cut at the batch boundary below");
+        assert_eq!(st.index.len(), 2);
+        assert_eq!(
+            (st.next_offset, st.durable_end, st.high_watermark),
+            (6, 6, 6)
+        );
+        assert_eq!(st.epochs, vec![(0, 0)]);
+        let batches = &st.producers[&7].batches;
+        assert_eq!(
+            batches.len(),
+            1,
+            "the truncated batch's sequence is forgotten"
+        );
+        assert_eq!(st.truncate_to(100), 6, "never extends the log");
+        st.uploaded_end = 3;
+        assert_eq!(st.truncate_to(0), 3, "never below what is archived");
+    }
+
+    #[test]
+    fn recovery_replays_a_truncation_record() {
+        let registry = Registry::new(
+            Arc::new(Metrics::default()),
+            Arc::new(crate::clock::SystemClock::default()),
+        );
+        let t = topic(&registry, "a", 1);
+        let meta = |base, count, epoch| EntryMeta {
+            topic_id: t.meta.id,
+            partition: 0,
+            leader_epoch: epoch,
+            base_offset: base,
+            record_count: count,
+            max_timestamp: 0,
+        };
+        let pos = Position {
+            segment: 0,
+            offset: 0,
+            len: 0,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = sediment_wal::Wal::open(
+            sediment_wal::WalConfig::new(dir.path().join("wal")),
+            Arc::new(Registry::new(
+                Arc::new(Metrics::default()),
+                Arc::new(crate::clock::SystemClock::default()),
+            )),
+        )
+        .unwrap();
+        // 0..3 and 3..5 under epoch 0, a cut back to 3, then 3..6 under epoch 1.
+        let entries = vec![
+            (meta(0, 3, 0), pos),
+            (meta(3, 2, 0), pos),
+            (meta(3, 0, 1), pos),
+            (meta(3, 3, 1), pos),
+        ];
+        registry.recover(&entries, &wal.segments(), &ProducerSnapshot::default());
+        let st = t.partitions[0].state.lock().unwrap();
+        assert_eq!(st.next_offset, 6);
+        let ends: Vec<_> = st
+            .index
+            .iter()
+            .map(|e| (e.base_offset, e.end_offset))
+            .collect();
+        assert_eq!(ends, vec![(0, 3), (3, 6)]);
+        assert_eq!(st.epochs, vec![(0, 0), (1, 3)]);
+    }
 }
