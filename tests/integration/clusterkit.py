@@ -22,13 +22,17 @@ from kafkautil import confluent_admin, wait_until
 
 
 class Etcd:
-    """One etcd process on 127.0.0.1."""
+    """One etcd process on 127.0.0.1 (alone, or a member named `name` of `initial_cluster`)."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, name: str = "it", ports: tuple[int, int] | None = None,
+                 initial_cluster: str | None = None):
         self.workdir = Path(workdir)
-        self.data_dir = self.workdir / "etcd-data"
-        self.log_path = self.workdir / "etcd.log"
-        self.client_port, self.peer_port = _pick_free_ports(2)
+        self.name = name
+        self.data_dir = self.workdir / f"etcd-data-{name}"
+        self.log_path = self.workdir / f"etcd-{name}.log"
+        self.client_port, self.peer_port = ports or _pick_free_ports(2)
+        self.initial_cluster = initial_cluster or f"{name}=http://127.0.0.1:{self.peer_port}"
+        self.token = f"sediment-it-{self.initial_cluster.split(':')[-1]}"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -40,14 +44,7 @@ class Etcd:
         if binary is None:
             pytest.fail("etcd is not on PATH: apt-get install etcd-server (tests/run.sh does)",
                         pytrace=False)
-        cmd = [binary, "--name", "it", "--data-dir", str(self.data_dir),
-               "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
-               "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-               "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
-               "--initial-cluster", f"it=http://127.0.0.1:{self.peer_port}"]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self._spawn(binary)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -62,10 +59,60 @@ class Etcd:
             time.sleep(0.1)
         pytest.fail(f"etcd did not become healthy:\n{self.log_path.read_text()[-3000:]}", pytrace=False)
 
-    def close(self) -> None:
+    def start_async(self) -> None:
+        """Start without waiting (members of a new etcd cluster wait for each other)."""
+        binary = shutil.which("etcd")
+        if binary is None:
+            pytest.fail("etcd is not on PATH: apt-get install etcd-server", pytrace=False)
+        self._spawn(binary)
+
+    def _spawn(self, binary: str) -> None:
+        cmd = [binary, "--name", self.name, "--data-dir", str(self.data_dir),
+               "--listen-client-urls", self.endpoint, "--advertise-client-urls", self.endpoint,
+               "--listen-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+               "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_port}",
+               "--initial-cluster", self.initial_cluster,
+               "--initial-cluster-token", self.token]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+    def close(self) -> None:
+        self.kill9()
+
+
+class EtcdCluster:
+    """Three etcd members on 127.0.0.1, one Raft cluster."""
+
+    def __init__(self, workdir: Path, n: int = 3):
+        ports = [tuple(_pick_free_ports(2)) for _ in range(n)]
+        initial = ",".join(f"m{i}=http://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
+        self.members = [Etcd(workdir, f"m{i}", p, initial) for i, p in enumerate(ports)]
+
+    @property
+    def endpoint(self) -> str:
+        return ",".join(m.endpoint for m in self.members)
+
+    def start(self, timeout: float = 30.0) -> "EtcdCluster":
+        for m in self.members:
+            m.start_async()
+        def healthy():
+            try:
+                return all(_http_get(m.endpoint + "/health", timeout=1.0)[0] == 200
+                           for m in self.members)
+            except OSError:
+                return False
+        wait_until(healthy, timeout, what="every etcd member healthy")
+        return self
+
+    def close(self) -> None:
+        for m in self.members:
+            m.close()
 
 
 class Cluster:
@@ -145,13 +192,15 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory(request, tmp_path_factory):
-    """Returns `make(n=3, extra_args=None, start=True) -> Cluster`, with its own etcd."""
+    """Returns `make(n=3, extra_args=None, start=True, etcd_members=1) -> Cluster`, with its own
+    etcd (one process, or a cluster of `etcd_members`)."""
     made: list[Cluster] = []
     etcds: list[Etcd] = []
 
-    def make(n: int = 3, extra_args: list[str] | None = None, start: bool = True) -> Cluster:
+    def make(n: int = 3, extra_args: list[str] | None = None, start: bool = True,
+             etcd_members: int = 1) -> Cluster:
         workdir = tmp_path_factory.mktemp(f"cluster-{len(made)}")
-        etcd = Etcd(workdir).start()
+        etcd = Etcd(workdir).start() if etcd_members == 1 else EtcdCluster(workdir, etcd_members).start()
         etcds.append(etcd)
         c = Cluster(workdir, etcd, n, extra_args)
         made.append(c)

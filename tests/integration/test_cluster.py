@@ -53,6 +53,53 @@ def produce_acked(bootstrap: str, topic: str, values: list[bytes], **conf) -> di
     return acked
 
 
+class BackgroundProducer:
+    """An idempotent acks=all producer (confluent-kafka) sending records `<prefix><n>` every
+    few ms on a thread until stopped; `acked` maps each acknowledged value to (partition,
+    offset), `failed` holds every delivery error."""
+
+    def __init__(self, bootstrap: str, topic: str, prefix: str):
+        import threading
+        self.acked: dict[bytes, tuple[int, int]] = {}
+        self.failed: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, prefix))
+        self._thread.start()
+
+    def _cb(self, err, msg):
+        if err is None:
+            self.acked[msg.value()] = (msg.partition(), msg.offset())
+        else:
+            self.failed.append(err)
+
+    def _run(self, bootstrap, topic, prefix):
+        p = confluent_producer(bootstrap, **{"enable.idempotence": True, "linger.ms": 5})
+        i = 0
+        while not self._stop.is_set():
+            p.produce(topic, key=str(i % 7).encode(), value=f"{prefix}{i:06d}".encode(),
+                      on_delivery=self._cb)
+            p.poll(0)
+            i += 1
+            time.sleep(0.003)
+        p.flush(60)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(90)
+
+
+def read_exactly_once(bootstrap: str, topic: str, partitions) -> dict[bytes, tuple[int, int]]:
+    """Every record of the topic, as {value: (partition, offset)}; fails on a value read twice."""
+    read = read_confluent(bootstrap, topic, partitions, timeout=60)
+    assert_dense(read)
+    got = {}
+    for recs in read.values():
+        for r in recs:
+            assert r.value not in got, f"{r.value!r} read twice"
+            got[r.value] = (r.partition, r.offset)
+    return got
+
+
 def test_topic_created_through_one_broker_is_placed_and_served_by_every_broker(cluster_factory, new_topic):
     c = cluster_factory(3)
     topic = new_topic()
@@ -77,6 +124,15 @@ def test_topic_created_through_one_broker_is_placed_and_served_by_every_broker(c
     assert_dense(got)
     read = {r.value: (r.partition, r.offset) for recs in got.values() for r in recs}
     assert read == acked
+
+    def lags(b):
+        return [line for line in b.metrics().splitlines()
+                if line.startswith("sediment_replica_lag_offsets{")]
+    # Every leader reports its two followers, caught up.
+    for b in c.brokers.values():
+        wait_until(lambda b=b: len(lags(b)) == 2 and all(line.endswith(" 0") for line in lags(b)), 10,
+                   what=f"{b.name}'s followers caught up in replica_lag_offsets")
+        assert "sediment_under_replicated_partitions 0\n" in b.metrics()
 
 
 def test_a_broker_that_does_not_lead_refuses_produce_and_fetch(cluster_factory, new_topic):
@@ -107,6 +163,8 @@ def test_acks_all_needs_min_insync_replicas(cluster_factory, new_topic):
     for i in others:
         c.brokers[i].kill9()
     c.wait_isr(topic, 0, {leader})
+    wait_until(lambda: "sediment_under_replicated_partitions 1\n" in c.brokers[leader].metrics(), 5,
+               what="the leader's under-replicated gauge to count the partition")
     errors = []
     p = confluent_producer(c.brokers[leader].bootstrap, **{"message.timeout.ms": 5000, "retries": 0})
     p.produce(topic, value=b"refused", on_delivery=lambda e, m: errors.append(e))
@@ -328,52 +386,23 @@ def test_a_wiped_broker_rejoins_and_nothing_is_lost(cluster_factory, new_topic):
 def test_a_rolling_restart_gives_clients_only_retriable_errors(cluster_factory, new_topic):
     """SIGTERM every broker in turn (each restarted) under an idempotent acks=all producer:
     no record fails, every acknowledged one is read exactly once."""
-    import threading
     c = cluster_factory(3)
     topic = new_topic()
     create(c, topic, partitions=3, rf=3)
-    acked: dict[bytes, tuple[int, int]] = {}
-    failed = []
-    stop = threading.Event()
-
-    def cb(err, msg):
-        if err is None:
-            acked[msg.value()] = (msg.partition(), msg.offset())
-        else:
-            failed.append(err)
-
-    def produce():
-        p = confluent_producer(c.bootstrap, **{"enable.idempotence": True, "linger.ms": 5})
-        i = 0
-        while not stop.is_set():
-            p.produce(topic, key=str(i % 7).encode(), value=f"rr{i:06d}".encode(), on_delivery=cb)
-            p.poll(0)
-            i += 1
-            time.sleep(0.003)
-        p.flush(60)
-
-    t = threading.Thread(target=produce)
-    t.start()
+    producer = BackgroundProducer(c.bootstrap, topic, "rr")
     try:
         for b in c.brokers.values():
-            c.wait_isr(topic, 0, {1, 2, 3})
+            for p in range(3):
+                c.wait_isr(topic, p, {1, 2, 3})
             time.sleep(1)
             assert b.stop() == 0
             b.start()
         time.sleep(1)
     finally:
-        stop.set()
-        t.join(90)
-    assert not failed, f"{len(failed)} records failed: {failed[:3]}"
-    read = read_confluent(c.bootstrap, topic, range(3), timeout=60)
-    assert_dense(read)
-    got = {}
-    for recs in read.values():
-        for r in recs:
-            assert r.value not in got, f"{r.value!r} read twice"
-            got[r.value] = (r.partition, r.offset)
-    assert got == acked
-
+        producer.stop()
+    assert not producer.failed, f"{len(producer.failed)} records failed: {producer.failed[:3]}"
+    assert producer.acked, "nothing was acknowledged"
+    assert read_exactly_once(c.bootstrap, topic, range(3)) == producer.acked
 
 def test_every_client_produces_and_consumes_through_any_broker(cluster_factory, new_topic):
     """kcat, kafka-python and kafkajs, each bootstrapped from a different broker, on a topic
@@ -473,3 +502,51 @@ def test_leader_epochs_fence_stale_requests_and_answer_offset_for_leader_epoch(c
         assert fetch(conn, 1) == NOT_LEADER
         assert list_offsets(conn, 1) == NOT_LEADER
         assert epoch_end(conn, 1, 0)[0] == NOT_LEADER
+
+
+def test_the_cluster_keeps_serving_when_an_etcd_member_dies(cluster_factory, new_topic):
+    """Three etcd members; one is SIGKILLed under load: produce goes on, nothing acknowledged
+    is lost, and metadata changes (a new topic) still work through the remaining quorum."""
+    c = cluster_factory(3, etcd_members=3)
+    topic = new_topic()
+    create(c, topic, partitions=2, rf=3)
+    producer = BackgroundProducer(c.bootstrap, topic, "e")
+    try:
+        time.sleep(2)
+        c.etcd.members[0].kill9()
+        time.sleep(8)  # longer than a broker session: leases are renewed through the others
+        other = new_topic("after")
+        create(c, other, partitions=1, rf=3, via=c.brokers[2])
+        for b in c.brokers.values():
+            wait_until(lambda b=b: other in c.metadata(b).topics, 10, what=f"{other} at {b.name}")
+    finally:
+        producer.stop()
+    assert not producer.failed, f"{len(producer.failed)} records failed: {producer.failed[:3]}"
+    assert all(b.is_running() for b in c.brokers.values())
+    assert len(c.metadata().brokers) == 3, "a broker lost its registration"
+    assert read_exactly_once(c.bootstrap, topic, range(2)) == producer.acked
+
+
+def test_unclean_election_only_where_the_topic_allows_it(cluster_factory, new_topic):
+    """Two replicas; the follower is paused out of the ISR, then the leader dies: with
+    unclean.leader.election.enable=true the follower takes over (losing what it lacked), with
+    the default the partition stays offline."""
+    c = cluster_factory(3)
+    clean, unclean = new_topic("clean"), new_topic("unclean")
+    for t, conf in ((clean, {}), (unclean, {"unclean.leader.election.enable": "true"})):
+        admin = confluent_admin(c.brokers[1].bootstrap)
+        fut = admin.create_topics([NewTopic(t, num_partitions=1, replica_assignment=[[1, 2]], config=conf)],
+                                  request_timeout=15)
+        fut[t].result(timeout=20)
+        assert len(produce_acked(c.bootstrap, t, [b"a"])) == 1
+    c.brokers[2].proc.send_signal(signal.SIGSTOP)
+    try:
+        c.wait_isr(clean, 0, {1})
+        c.wait_isr(unclean, 0, {1})
+    finally:
+        c.brokers[1].kill9()
+        c.brokers[2].proc.send_signal(signal.SIGCONT)
+    assert c.wait_leader(unclean, timeout=30) == 2
+    time.sleep(4)  # the session timeout and more: nobody may take the clean topic
+    leader, _, isr = c.partition(clean, 0)
+    assert leader == -1, f"{clean} got leader {leader} (isr {isr}) without unclean election"

@@ -35,6 +35,7 @@ ACCEPTED = {
     "retention.ms": "86400000",
     "segment.bytes": "2097152",
     "segment.ms": "3600000",
+    "unclean.leader.election.enable": "true",
 }
 # Valid in Kafka, but their effect is one Sediment lacks: refused, never ignored.
 REFUSED = {
@@ -53,7 +54,6 @@ REFUSED = {
     "remote.storage.enable": "false",
     "segment.index.bytes": "4096",
     "segment.jitter.ms": "100",
-    "unclean.leader.election.enable": "true",
 }
 
 

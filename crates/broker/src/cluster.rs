@@ -330,22 +330,12 @@ impl Broker {
                     leader_epoch: s.leader_epoch + 1,
                     isr: s.isr.iter().copied().filter(|b| *b != me).collect(),
                 };
-                match cluster
-                    .meta
-                    .update_partition_state(topic.meta.id, i, state.version, new.clone())
+                match self
+                    .change_state(&cluster, topic.meta.id, i, state.version, new)
                     .await
                 {
-                    Ok(version) => {
-                        cluster.put_state(
-                            topic.meta.id,
-                            i,
-                            Versioned {
-                                value: new,
-                                version,
-                            },
-                        );
-                        moved += 1;
-                    }
+                    Ok(true) => moved += 1,
+                    Ok(false) => {}
                     Err(e) => {
                         warn!(topic = %topic.meta.name, partition = i, error = %e, "handing over leadership failed")
                     }
@@ -429,24 +419,15 @@ impl Broker {
                         leader_epoch: s.leader_epoch + i32::from(s.leader == me),
                         isr: s.isr.iter().copied().filter(|b| *b != me).collect(),
                     };
-                    match cluster
-                        .meta
-                        .update_partition_state(topic.meta.id, i, state.version, new.clone())
+                    match self
+                        .change_state(cluster, topic.meta.id, i, state.version, new)
                         .await
                     {
-                        Ok(version) => {
+                        Ok(true) => {
                             info!(topic = %topic.meta.name, partition = i, "fresh data directory: left the ISR");
-                            cluster.put_state(
-                                topic.meta.id,
-                                i,
-                                Versioned {
-                                    value: new,
-                                    version,
-                                },
-                            );
                             break;
                         }
-                        Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
+                        Ok(false) => {}
                         Err(e) => {
                             return Err(format!("leaving the ISR of {}-{i}: {e}", topic.meta.name))
                         }
@@ -619,6 +600,10 @@ impl Broker {
         let member = cluster.is_member();
         let leaving = cluster.leaving.load(std::sync::atomic::Ordering::Relaxed);
         let me = self.config.broker_id;
+        let (mut under, mut offline) = (0i64, 0i64);
+        self.metrics.replica_lag_offsets.clear();
+        self.metrics.replica_lag_bytes.clear();
+        self.metrics.replica_lag_ms.clear();
         for topic in self.registry.topics() {
             for (i, p) in topic.partitions.iter().enumerate() {
                 let i = i as i32;
@@ -626,7 +611,17 @@ impl Broker {
                     set_role(p, Role::Absent, None);
                     continue;
                 };
-                if member && !leaving && self.should_elect(&cluster, &topic, &state.value) {
+                let s = &state.value;
+                if s.leader < 0 || !cluster.is_live(s.leader) {
+                    offline += 1;
+                }
+                if s.leader == me {
+                    if s.isr.len() < s.replicas.len() {
+                        under += 1;
+                    }
+                    self.record_lag(&topic.meta.name, i, p);
+                }
+                if member && !leaving && self.should_elect(&cluster, &topic, s) {
                     self.elect(&cluster, &topic, i, &state).await;
                     continue; // the next pass applies what the election decided
                 }
@@ -638,6 +633,43 @@ impl Broker {
                     }
                 }
             }
+        }
+        self.metrics.under_replicated_partitions.set(under);
+        self.metrics.offline_partitions.set(offline);
+    }
+
+    /// Sets the lag gauges of every follower of a partition this broker leads.
+    fn record_lag(&self, topic: &str, partition: i32, p: &Partition) {
+        let now = self.config.clock.monotonic();
+        let Ok(st) = p.state.lock() else { return };
+        let Role::Leader { followers, .. } = &st.role else {
+            return;
+        };
+        for (replica, f) in followers {
+            let label = crate::metrics::ReplicaLabel {
+                topic: topic.to_string(),
+                partition,
+                replica: *replica,
+            };
+            let behind = st.durable_end.saturating_sub(f.end).max(0);
+            let bytes: u64 = st.index[st.find(f.end)..]
+                .iter()
+                .map(|e| u64::from(e.pos.len))
+                .sum();
+            let ms = if behind == 0 {
+                0
+            } else {
+                now.saturating_sub(f.caught_up_at).as_millis() as i64
+            };
+            self.metrics
+                .replica_lag_offsets
+                .get_or_create(&label)
+                .set(behind);
+            self.metrics
+                .replica_lag_bytes
+                .get_or_create(&label)
+                .set(bytes as i64);
+            self.metrics.replica_lag_ms.get_or_create(&label).set(ms);
         }
     }
 
@@ -681,19 +713,42 @@ impl Broker {
             leader_epoch: state.value.leader_epoch + 1,
             isr,
         };
-        match cluster
-            .meta
-            .update_partition_state(topic.meta.id, partition, state.version, next.clone())
+        let epoch = next.leader_epoch;
+        match self
+            .change_state(cluster, topic.meta.id, partition, state.version, next)
             .await
         {
-            Ok(version) => {
+            Ok(true) => {
                 info!(
-                    topic = %topic.meta.name, partition, epoch = next.leader_epoch,
+                    topic = %topic.meta.name, partition, epoch,
                     previous_leader = state.value.leader, "elected leader"
                 );
                 self.metrics.leader_elections.inc();
+            }
+            Ok(false) => {}
+            Err(e) => warn!(topic = %topic.meta.name, partition, error = %e, "election failed"),
+        }
+    }
+
+    /// Writes `next` over a partition state still at `version` (compare-and-set); on success
+    /// caches it and wakes the reconcile loop. `Ok(false)`: another broker changed it first,
+    /// and the cache was re-read.
+    async fn change_state(
+        &self,
+        cluster: &Cluster,
+        topic_id: Uuid,
+        partition: i32,
+        version: i64,
+        next: Placement,
+    ) -> Result<bool, MetaError> {
+        match cluster
+            .meta
+            .update_partition_state(topic_id, partition, version, next.clone())
+            .await
+        {
+            Ok(version) => {
                 cluster.put_state(
-                    topic.meta.id,
+                    topic_id,
                     partition,
                     Versioned {
                         value: next,
@@ -701,9 +756,13 @@ impl Broker {
                     },
                 );
                 cluster.kick();
+                Ok(true)
             }
-            Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
-            Err(e) => warn!(topic = %topic.meta.name, partition, error = %e, "election failed"),
+            Err(MetaError::Fenced(_)) => {
+                self.reread(cluster, topic_id).await;
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -860,32 +919,20 @@ impl Broker {
             isr: wanted,
             ..state.value.clone()
         };
-        match cluster
-            .meta
-            .update_partition_state(topic.meta.id, partition, state.version, next.clone())
+        let (from, to) = (state.value.isr.clone(), next.isr.clone());
+        match self
+            .change_state(cluster, topic.meta.id, partition, state.version, next)
             .await
         {
-            Ok(version) => {
-                info!(
-                    topic = %topic.meta.name, partition, from = ?state.value.isr,
-                    to = ?next.isr, "isr changed"
-                );
-                if next.isr.len() < state.value.isr.len() {
+            Ok(true) => {
+                info!(topic = %topic.meta.name, partition, ?from, ?to, "isr changed");
+                if to.len() < from.len() {
                     self.metrics.isr_shrinks.inc();
                 } else {
                     self.metrics.isr_expands.inc();
                 }
-                cluster.put_state(
-                    topic.meta.id,
-                    partition,
-                    Versioned {
-                        value: next,
-                        version,
-                    },
-                );
-                cluster.kick();
             }
-            Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
+            Ok(false) => {}
             Err(e) => {
                 warn!(topic = %topic.meta.name, partition, error = %e, "isr change failed; acks=all waits")
             }
@@ -932,24 +979,14 @@ impl Broker {
             leader_epoch: s.leader_epoch + 1,
             ..s.clone()
         };
-        match cluster
-            .meta
-            .update_partition_state(topic.meta.id, partition, state.version, new.clone())
+        match self
+            .change_state(cluster, topic.meta.id, partition, state.version, new)
             .await
         {
-            Ok(version) => {
+            Ok(true) => {
                 info!(topic = %topic.meta.name, partition, to = preferred, "leadership back to the preferred replica");
-                cluster.put_state(
-                    topic.meta.id,
-                    partition,
-                    Versioned {
-                        value: new,
-                        version,
-                    },
-                );
-                cluster.kick();
             }
-            Err(MetaError::Fenced(_)) => self.reread(cluster, topic.meta.id).await,
+            Ok(false) => {}
             Err(e) => {
                 warn!(topic = %topic.meta.name, partition, error = %e, "moving leadership failed")
             }

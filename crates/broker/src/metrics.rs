@@ -19,6 +19,14 @@ pub struct PartitionLabel {
     pub partition: i32,
 }
 
+/// Labels of per-replica gauges (cluster mode, on the leader).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ReplicaLabel {
+    pub topic: String,
+    pub partition: i32,
+    pub replica: i32,
+}
+
 /// The broker's metrics.
 pub struct Metrics {
     pub requests: Family<ApiLabel, Counter>,
@@ -49,6 +57,15 @@ pub struct Metrics {
     pub leader_elections: Counter,
     pub isr_shrinks: Counter,
     pub isr_expands: Counter,
+    /// Partitions this broker leads whose ISR is smaller than their replica set.
+    pub under_replicated_partitions: Gauge,
+    /// Partitions without a live leader, as this broker sees them.
+    pub offline_partitions: Gauge,
+    /// Per follower of a partition this broker leads: offsets, bytes and milliseconds it is
+    /// behind (time since it was last caught up).
+    pub replica_lag_offsets: Family<ReplicaLabel, Gauge>,
+    pub replica_lag_bytes: Family<ReplicaLabel, Gauge>,
+    pub replica_lag_ms: Family<ReplicaLabel, Gauge>,
     registry: Registry,
 }
 
@@ -81,6 +98,11 @@ impl Default for Metrics {
             leader_elections: Counter::default(),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
+            under_replicated_partitions: Gauge::default(),
+            offline_partitions: Gauge::default(),
+            replica_lag_offsets: Family::default(),
+            replica_lag_bytes: Family::default(),
+            replica_lag_ms: Family::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
@@ -198,6 +220,31 @@ impl Default for Metrics {
             "isr_expands",
             "In-sync replica sets this broker grew as leader (cluster mode)",
             m.isr_expands.clone(),
+        );
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions this broker leads with fewer in-sync replicas than replicas",
+            m.under_replicated_partitions.clone(),
+        );
+        registry.register(
+            "offline_partitions",
+            "Partitions without a live leader, as this broker sees the cluster",
+            m.offline_partitions.clone(),
+        );
+        registry.register(
+            "replica_lag_offsets",
+            "Offsets a follower is behind this leader",
+            m.replica_lag_offsets.clone(),
+        );
+        registry.register(
+            "replica_lag_bytes",
+            "WAL bytes a follower is behind this leader",
+            m.replica_lag_bytes.clone(),
+        );
+        registry.register(
+            "replica_lag_ms",
+            "Milliseconds since a follower was last caught up with this leader",
+            m.replica_lag_ms.clone(),
         );
         Self { registry, ..m }
     }

@@ -420,10 +420,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         T::Boolean,
         "false",
         Bool,
-        Only(
-            &["false"],
-            "a single broker has no other replica to elect; unclean election is not supported",
-        ),
+        Applied,
     ),
 ];
 
@@ -604,7 +601,6 @@ mod tests {
             ("segment.jitter.ms", "10", "not supported"),
             ("local.retention.ms", "1000", "not supported"),
             ("remote.storage.enable", "false", "not supported"),
-            ("unclean.leader.election.enable", "true", "not supported"),
             (
                 "leader.replication.throttled.replicas",
                 "0:1",
