@@ -550,3 +550,72 @@ def test_unclean_election_only_where_the_topic_allows_it(cluster_factory, new_to
     time.sleep(4)  # the session timeout and more: nobody may take the clean topic
     leader, _, isr = c.partition(clean, 0)
     assert leader == -1, f"{clean} got leader {leader} (isr {isr}) without unclean election"
+
+
+def test_a_group_survives_its_coordinator_being_killed(cluster_factory, new_topic):
+    """Three members of one group consume while the group's coordinator is SIGKILLed: another
+    broker takes the group over, the members rejoin, every record is consumed, and what was
+    committed before the kill is still committed."""
+    import threading
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=3, rf=3)
+    values = [f"c{i:05d}".encode() for i in range(600)]
+    assert len(produce_acked(c.bootstrap, topic, values)) == len(values)
+    group = f"grp-{topic}"
+    with rawkafka.RawConn(c.brokers[1].bootstrap) as conn:
+        r = conn.call(rawkafka.find_coordinator(group), 2)
+        assert r.error_code == 0
+        coordinator = r.node_id
+    seen: list[bytes] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def member():
+        cons = confluent_consumer(c.bootstrap, **{
+            "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": True,
+            "enable.auto.offset.store": True, "auto.commit.interval.ms": 200,
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        cons.subscribe([topic])
+        try:
+            while not stop.is_set():
+                for m in cons.consume(50, timeout=0.2):
+                    if m.error() is None:
+                        with lock:
+                            seen.append(m.value())
+                    elif not m.error().retriable():
+                        errors.append(m.error())
+                time.sleep(0.02)  # consume slowly, so the kill lands mid-way
+        finally:
+            cons.close()
+
+    threads = [threading.Thread(target=member) for _ in range(3)]
+    for t in threads:
+        t.start()
+    alive = next(b for i, b in c.brokers.items() if i != coordinator)
+
+    def all_committed():
+        # Asked of the group's coordinator as the live brokers name it (the killed one until
+        # its session ends): None while that is not answerable.
+        try:
+            with rawkafka.RawConn(alive.bootstrap) as conn:
+                r = conn.call(rawkafka.find_coordinator(group), 2)
+            if r.error_code != 0:
+                return None
+            got = rawkafka.committed(f"{r.host}:{r.port}", group, topic, range(3))
+        except (OSError, AssertionError):
+            return None
+        return sum(o for o, _ in got.values()) == len(values)
+
+    try:
+        wait_until(lambda: len(seen) >= 100, 60, what="the group to consume")
+        c.brokers[coordinator].kill9()
+        wait_until(lambda: set(values) <= set(seen), 90, what="every record consumed after the kill")
+        # The members commit through the new coordinator, into the same offsets in etcd.
+        wait_until(lambda: all_committed() is True, 60, what="committed offsets at the log end")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors[:3]
