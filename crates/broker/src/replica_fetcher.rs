@@ -1,4 +1,4 @@
-//! The follower side of replication (ADR 0022): one task per leader this broker follows
+//! The follower side of replication (ADR 0023): one task per leader this broker follows
 //! partitions of. It long-polls the leader with Fetch requests carrying this broker's id as
 //! `replica_id`; the leader answers with its batches byte for byte as stored (up to its own
 //! durable end, not only its high watermark). Each batch is appended to this broker's WAL at
