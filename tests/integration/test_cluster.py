@@ -619,3 +619,28 @@ def test_a_group_survives_its_coordinator_being_killed(cluster_factory, new_topi
         for t in threads:
             t.join(30)
     assert not errors, errors[:3]
+
+
+def test_a_broker_gone_too_long_has_its_replicas_reassigned(cluster_factory, new_topic):
+    """With --replica-replace-after-ms 2000: a replica on a dead broker moves to the live broker
+    that had none, which catches up and joins the ISR; it can then take over with everything."""
+    c = cluster_factory(3, extra_args=["--replica-replace-after-ms", "2000"])
+    topic = new_topic()
+    admin = confluent_admin(c.brokers[1].bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2]])],
+                        request_timeout=15)[topic].result(timeout=20)
+    acked = produce_acked(c.bootstrap, topic, [f"m{i}".encode() for i in range(100)])
+    assert len(acked) == 100
+    c.brokers[2].kill9()
+
+    def moved():
+        try:
+            _, replicas, isr = c.partition(topic, 0)
+        except Exception:  # noqa: BLE001
+            return False
+        return sorted(replicas) == [1, 3] and sorted(isr) == [1, 3]
+    wait_until(moved, 30, what="replicas [1, 3] with both in sync")
+    c.brokers[1].kill9()
+    assert c.wait_leader(topic, timeout=30) == 3
+    read = read_confluent(c.brokers[3].bootstrap, topic, [0])[0]
+    assert {r.value: (r.partition, r.offset) for r in read} == acked

@@ -39,6 +39,8 @@ pub struct ClusterSettings {
     /// Kafka's `replica.lag.time.max.ms`: a follower that has not caught up for this long
     /// leaves the ISR.
     pub replica_lag_time_max: Duration,
+    /// A broker gone this long has its replicas reassigned to live brokers (`None`: never).
+    pub replica_replace_after: Option<Duration>,
 }
 
 impl Default for ClusterSettings {
@@ -48,6 +50,7 @@ impl Default for ClusterSettings {
             rack: None,
             default_replication_factor: None,
             replica_lag_time_max: Duration::from_millis(30_000),
+            replica_replace_after: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -73,6 +76,9 @@ pub struct Cluster {
     kick: Notify,
     /// Shutting down: no elections, no taking leadership back.
     leaving: std::sync::atomic::AtomicBool,
+    /// Since when each broker named as a replica has been missing from the live brokers
+    /// (broker clock, monotonic), as this broker has seen it.
+    missing_since: Mutex<HashMap<i32, Duration>>,
 }
 
 impl Cluster {
@@ -89,6 +95,7 @@ impl Cluster {
             fetchers: Mutex::default(),
             kick: Notify::new(),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            missing_since: Mutex::default(),
         }
     }
 
@@ -636,6 +643,121 @@ impl Broker {
         }
         self.metrics.under_replicated_partitions.set(under);
         self.metrics.offline_partitions.set(offline);
+        if member && !leaving {
+            self.replace_gone_replicas(&cluster).await;
+        }
+    }
+
+    /// `--replica-replace-after-ms`: a broker that has been gone that long is replaced, in the
+    /// replica set of every partition naming it, by a live broker that holds no replica of the
+    /// partition (rack-aware, least loaded first); the newcomer catches up as any follower
+    /// does. Done by the broker named controller (the live broker with the lowest id), by
+    /// compare-and-set, so brokers disagreeing about who that is cannot both apply a change.
+    async fn replace_gone_replicas(&self, cluster: &Cluster) {
+        let Some(after) = cluster.settings.replica_replace_after else {
+            return;
+        };
+        let live = cluster.live_brokers();
+        let now = self.config.clock.monotonic();
+        let mut named: HashSet<i32> = HashSet::new();
+        let mut load: HashMap<i32, usize> = live.iter().map(|b| (b.broker_id, 0)).collect();
+        let mut states = Vec::new();
+        for t in self.registry.topics() {
+            for i in 0..t.partitions.len() as i32 {
+                if let Some(st) = cluster.state(t.meta.id, i) {
+                    for b in &st.value.replicas {
+                        named.insert(*b);
+                        if let Some(n) = load.get_mut(b) {
+                            *n += 1;
+                        }
+                    }
+                    states.push((t.clone(), i, st));
+                }
+            }
+        }
+        let gone: Vec<i32> = {
+            let Ok(mut missing) = cluster.missing_since.lock() else {
+                return;
+            };
+            missing.retain(|b, _| named.contains(b) && !cluster.is_live(*b));
+            for b in &named {
+                if !cluster.is_live(*b) {
+                    missing.entry(*b).or_insert(now);
+                }
+            }
+            missing
+                .iter()
+                .filter(|(_, since)| now.saturating_sub(**since) >= after)
+                .map(|(b, _)| *b)
+                .collect()
+        };
+        let controller = live.first().map(|b| b.broker_id);
+        if gone.is_empty() || controller != Some(self.config.broker_id) {
+            return;
+        }
+        for (topic, i, state) in states {
+            let s = &state.value;
+            if !s.replicas.iter().any(|b| gone.contains(b)) {
+                continue;
+            }
+            let mut replicas = s.replicas.clone();
+            let mut changed = false;
+            for slot in replicas
+                .clone()
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| gone.contains(b))
+            {
+                let racks: HashSet<Option<String>> = replicas
+                    .iter()
+                    .filter_map(|b| cluster.broker(*b))
+                    .map(|r| r.rack)
+                    .collect();
+                let pick = live
+                    .iter()
+                    .filter(|c| !replicas.contains(&c.broker_id))
+                    .min_by_key(|c| {
+                        (
+                            racks.contains(&c.rack),
+                            load.get(&c.broker_id).copied().unwrap_or(0),
+                            c.broker_id,
+                        )
+                    })
+                    .map(|c| c.broker_id);
+                if let Some(new) = pick {
+                    replicas[slot.0] = new;
+                    *load.entry(new).or_default() += 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                continue;
+            }
+            let next = Placement {
+                replicas: replicas.clone(),
+                leader: s.leader,
+                leader_epoch: s.leader_epoch,
+                isr: s
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|b| !gone.contains(b))
+                    .collect(),
+            };
+            match self
+                .change_state(cluster, topic.meta.id, i, state.version, next)
+                .await
+            {
+                Ok(true) => info!(
+                    topic = %topic.meta.name, partition = i, from = ?s.replicas, to = ?replicas,
+                    "replaced the replicas of brokers gone longer than --replica-replace-after-ms"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(topic = %topic.meta.name, partition = i, error = %e, "replacing replicas failed")
+                }
+            }
+        }
     }
 
     /// Sets the lag gauges of every follower of a partition this broker leads.

@@ -42,6 +42,8 @@ pub mod defaults {
     pub const BROKER_SESSION_TIMEOUT_MS: u64 = 3000;
     /// Kafka's replica.lag.time.max.ms.
     pub const REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
+    /// A broker gone this long has its replicas reassigned (10 minutes; 0 = never).
+    pub const REPLICA_REPLACE_AFTER_MS: u64 = 600_000;
     pub const MAX_DECOMPRESSED_BATCH_BYTES: usize =
         sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH;
 }

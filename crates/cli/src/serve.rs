@@ -103,6 +103,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             rack: s.rack.clone(),
             default_replication_factor: s.default_replication_factor,
             replica_lag_time_max: std::time::Duration::from_millis(s.replica_lag_time_max_ms),
+            replica_replace_after: (s.replica_replace_after_ms > 0)
+                .then(|| std::time::Duration::from_millis(s.replica_replace_after_ms)),
         };
         let cluster = Arc::new(Cluster::new(etcd.clone(), settings));
         (etcd as Arc<dyn MetaStore>, Some(cluster))

@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// the in-sync replicas
     #[arg(long, env = "SEDIMENT_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Cluster mode: a broker gone this long has its replicas reassigned to live brokers
+    /// (0: never)
+    #[arg(long, env = "SEDIMENT_REPLICA_REPLACE_AFTER_MS")]
+    pub replica_replace_after_ms: Option<u64>,
 }
 
 /// The same settings as read from a TOML file.
@@ -168,6 +172,7 @@ struct FileSettings {
     rack: Option<String>,
     default_replication_factor: Option<i32>,
     replica_lag_time_max_ms: Option<u64>,
+    replica_replace_after_ms: Option<u64>,
     // S3 settings under the names AWS tools use; the environment wins over them.
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
@@ -216,6 +221,7 @@ pub struct Settings {
     pub rack: Option<String>,
     pub default_replication_factor: Option<i32>,
     pub replica_lag_time_max_ms: u64,
+    pub replica_replace_after_ms: u64,
     pub s3: sediment_storage::S3Settings,
 }
 
@@ -355,6 +361,10 @@ impl Settings {
                 .replica_lag_time_max_ms
                 .or(file.replica_lag_time_max_ms)
                 .unwrap_or(D::REPLICA_LAG_TIME_MAX_MS),
+            replica_replace_after_ms: args
+                .replica_replace_after_ms
+                .or(file.replica_replace_after_ms)
+                .unwrap_or(D::REPLICA_REPLACE_AFTER_MS),
             s3: sediment_storage::S3Settings {
                 aws_endpoint_url: file.aws_endpoint_url,
                 aws_region: file.aws_region,
@@ -484,6 +494,10 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
         (
             "replica_lag_time_max_ms",
             D::REPLICA_LAG_TIME_MAX_MS.to_string(),
+        ),
+        (
+            "replica_replace_after_ms",
+            D::REPLICA_REPLACE_AFTER_MS.to_string(),
         ),
     ]
 }
