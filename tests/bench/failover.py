@@ -32,8 +32,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--session-timeout-ms", type=int, default=3000)
+    ap.add_argument("--signals", default="SIGKILL,SIGTERM", help="which rounds to run, in order")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sediment-failover-"))
+    print(f"brokers' logs under {work}", flush=True)
     etcd = Etcd(work).start()
     c = Cluster(work, etcd, 3, ["--broker-session-timeout-ms", str(args.session_timeout_ms)])
     try:
@@ -62,7 +64,7 @@ def main() -> None:
         t = threading.Thread(target=run, daemon=True)
         t.start()
         results = {}
-        for kind in ("SIGKILL", "SIGTERM"):
+        for kind in args.signals.split(","):
             gaps = []
             for r in range(args.rounds):
                 c.wait_isr(topic, 0, {1, 2, 3}, timeout=60)
@@ -84,8 +86,8 @@ def main() -> None:
                 if gap is None:
                     raise SystemExit(f"{kind} round {r}: no acknowledgement within 60 s")
                 gaps.append(gap)
-                print(f"{kind} round {r + 1}: acknowledged produce resumed after {gap:.3f} s",
-                      flush=True)
+                print(f"{kind} round {r + 1} (broker {leader}): acknowledged produce resumed "
+                      f"after {gap:.3f} s", flush=True)
                 c.brokers[leader].start()
             results[kind] = gaps
         stop.set()

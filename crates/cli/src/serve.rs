@@ -13,6 +13,9 @@ use tracing::{info, warn};
 
 use crate::settings::{ServeArgs, Settings};
 
+/// How long a broker that handed its partitions over keeps serving before it stops.
+const HAND_OVER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -133,8 +136,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     wait_for_signal().await?;
     info!("shutting down: draining connections");
-    // Cluster mode: other in-sync replicas take over this broker's partitions first.
-    broker.hand_over_leadership().await;
+    // Cluster mode: other in-sync replicas take over this broker's partitions first; then,
+    // for a moment, this broker goes on answering (NOT_LEADER_OR_FOLLOWER to produce, the new
+    // leaders in Metadata) so clients move over on open connections instead of finding them
+    // closed and backing off.
+    if broker.hand_over_leadership().await > 0 {
+        tokio::time::sleep(HAND_OVER_GRACE).await;
+    }
     broker.begin_shutdown();
     broker.leave_cluster().await;
     let _ = kafka_task.await;
