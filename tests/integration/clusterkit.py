@@ -10,6 +10,7 @@ metadata.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -125,6 +126,7 @@ class Cluster:
         self.objects = self.workdir / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.brokers: dict[int, Broker] = {}
+        self.paused: set[int] = set()
         for i in range(1, n + 1):
             args = ["--etcd-endpoints", etcd.endpoint, "--etcd-prefix", self.prefix,
                     "--object-store", f"file://{self.objects}", *(extra_args or [])]
@@ -136,7 +138,17 @@ class Cluster:
         return ",".join(b.bootstrap for b in self.brokers.values())
 
     def running(self) -> list[Broker]:
-        return [b for b in self.brokers.values() if b.is_running()]
+        """Brokers whose process runs and is not paused (those answer requests)."""
+        return [b for i, b in self.brokers.items() if b.is_running() and i not in self.paused]
+
+    def pause(self, i: int) -> None:
+        """SIGSTOP broker `i` (requests to it hang until `resume`)."""
+        self.brokers[i].proc.send_signal(signal.SIGSTOP)
+        self.paused.add(i)
+
+    def resume(self, i: int) -> None:
+        self.brokers[i].proc.send_signal(signal.SIGCONT)
+        self.paused.discard(i)
 
     def bootstrap_of_running(self) -> str:
         return ",".join(b.bootstrap for b in self.running())
@@ -173,7 +185,8 @@ class Cluster:
                 leader, _, _ = self.partition(topic, partition)
             except Exception:  # noqa: BLE001 (a broker that just died, metadata mid-change)
                 return None
-            alive = leader in self.brokers and self.brokers[leader].is_running()
+            alive = (leader in self.brokers and self.brokers[leader].is_running()
+                     and leader not in self.paused)
             return leader if leader >= 0 and alive and leader != not_broker else None
         return wait_until(ok, timeout, what=f"a live leader of {topic}/{partition}")
 

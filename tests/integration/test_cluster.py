@@ -7,7 +7,6 @@ acknowledgement for is read back, exactly once, at the offset it was acknowledge
 from __future__ import annotations
 
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -244,7 +243,7 @@ def test_a_returning_leader_truncates_what_it_never_replicated(cluster_factory, 
     old = c.wait_leader(topic)
     followers = [i for i in c.brokers if i != old]
     for i in followers:
-        c.brokers[i].proc.send_signal(signal.SIGSTOP)
+        c.pause(i)
     # A fetch the followers had parked at the leader is answered (empty) within its 500 ms
     # wait; after that none is outstanding, so what the leader appends now reaches nobody.
     time.sleep(1.0)
@@ -254,7 +253,7 @@ def test_a_returning_leader_truncates_what_it_never_replicated(cluster_factory, 
     finally:
         c.brokers[old].kill9()
         for i in followers:
-            c.brokers[i].proc.send_signal(signal.SIGCONT)
+            c.resume(i)
     new = c.wait_leader(topic, not_broker=old, timeout=30)
     more = produce_acked(c.brokers[new].bootstrap, topic, [b"c", b"d"])
     assert more == {b"c": (0, 2), b"d": (0, 3)}, more
@@ -329,7 +328,7 @@ def test_a_paused_leader_acknowledges_nothing_and_rejoins_as_follower(cluster_fa
     assert len(produce_acked(c.bootstrap, topic, [b"a", b"b"])) == 2
     old = c.wait_leader(topic)
     conn = rawkafka.RawConn(c.brokers[old].bootstrap, timeout=40)
-    c.brokers[old].proc.send_signal(signal.SIGSTOP)
+    c.pause(old)
     outcome = {}
     try:
         new = c.wait_leader(topic, not_broker=old, timeout=30)
@@ -345,7 +344,7 @@ def test_a_paused_leader_acknowledges_nothing_and_rejoins_as_follower(cluster_fa
         t.start()
         time.sleep(0.5)
     finally:
-        c.brokers[old].proc.send_signal(signal.SIGCONT)
+        c.resume(old)
     t.join(45)
     conn.close()
     assert "error" in outcome or outcome["result"][0] != 0, f"the deposed leader acknowledged: {outcome}"
@@ -539,13 +538,13 @@ def test_unclean_election_only_where_the_topic_allows_it(cluster_factory, new_to
                                   request_timeout=15)
         fut[t].result(timeout=20)
         assert len(produce_acked(c.bootstrap, t, [b"a"])) == 1
-    c.brokers[2].proc.send_signal(signal.SIGSTOP)
+    c.pause(2)
     try:
         c.wait_isr(clean, 0, {1})
         c.wait_isr(unclean, 0, {1})
     finally:
         c.brokers[1].kill9()
-        c.brokers[2].proc.send_signal(signal.SIGCONT)
+        c.resume(2)
     assert c.wait_leader(unclean, timeout=30) == 2
     time.sleep(4)  # the session timeout and more: nobody may take the clean topic
     leader, _, isr = c.partition(clean, 0)
@@ -644,3 +643,36 @@ def test_a_broker_gone_too_long_has_its_replicas_reassigned(cluster_factory, new
     assert c.wait_leader(topic, timeout=30) == 3
     read = read_confluent(c.brokers[3].bootstrap, topic, [0])[0]
     assert {r.value: (r.partition, r.offset) for r in read} == acked
+
+
+def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster_factory, new_topic):
+    """A follower away while DeleteRecords moves the log start past its log end: on its return
+    it starts its log at the leader's log start, catches up, and can then lead."""
+    from confluent_kafka import TopicPartition as TP
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3)
+    leader = c.wait_leader(topic)
+    victim = next(i for i in c.brokers if i != leader)
+    c.brokers[victim].kill9()
+    acked = produce_acked(c.bootstrap_of_running(), topic, [f"d{i:03d}".encode() for i in range(100)])
+    assert len(acked) == 100
+    admin = confluent_admin(c.brokers[leader].bootstrap)
+    res = admin.delete_records([TP(topic, 0, 80)], request_timeout=15)
+    for f in res.values():
+        f.result(timeout=20)
+    c.brokers[victim].start()
+    c.wait_isr(topic, 0, {1, 2, 3})
+    log = c.brokers[victim].log_tail(400)
+    assert "behind the leader's log start" in log
+    # Its WAL replays the same log after a restart (the start-over record, then the batch
+    # that holds the new log start).
+    assert c.brokers[victim].stop() == 0
+    c.brokers[victim].start()
+    c.wait_isr(topic, 0, {1, 2, 3})
+    for i in c.brokers:
+        if i != victim:
+            c.brokers[i].kill9()
+    assert c.wait_leader(topic, timeout=30) == victim
+    read = read_confluent(c.brokers[victim].bootstrap, topic, [0], start=80)[0]
+    assert [(r.offset, r.value) for r in read] == [(o, f"d{o:03d}".encode()) for o in range(80, 100)]

@@ -289,6 +289,19 @@ impl PartitionState {
         end
     }
 
+    /// Starts the log over at `offset`, above everything it holds (a follower that fell behind
+    /// its leader's log start): nothing below is kept.
+    pub fn reset_to(&mut self, offset: i64) {
+        self.index.clear();
+        self.epochs.clear();
+        self.producers.clear();
+        self.next_offset = offset;
+        self.durable_end = offset;
+        self.high_watermark = self.high_watermark.max(offset);
+        self.log_start_offset = self.log_start_offset.max(offset);
+        self.uploaded_end = self.uploaded_end.max(offset);
+    }
+
     /// Index of the batch holding `offset`, or of the first batch after it.
     pub fn find(&self, offset: i64) -> usize {
         self.index.partition_point(|e| e.end_offset <= offset)
@@ -559,8 +572,13 @@ impl Registry {
                 .map_or(i64::MIN, |s| s.end);
             let Ok(mut st) = p.state.lock() else { continue };
             if meta.record_count == 0 {
-                // A truncation record: the follower cut its log here before this point.
-                st.truncate_to(meta.base_offset);
+                // A truncation record: the follower cut its log here (or, past its end,
+                // started it over there) before this point.
+                if meta.base_offset > st.next_offset {
+                    st.reset_to(meta.base_offset);
+                } else {
+                    st.truncate_to(meta.base_offset);
+                }
                 continue;
             }
             let end = meta.base_offset + i64::from(meta.record_count);
@@ -572,7 +590,10 @@ impl Registry {
                 }
                 continue;
             }
-            if meta.base_offset != st.next_offset {
+            // A follower that started over at its leader's log start took the batch holding
+            // that offset whole, from below it.
+            let straddles = st.index.is_empty() && meta.base_offset < st.next_offset;
+            if meta.base_offset != st.next_offset && !straddles {
                 warn!(
                     topic_id = %meta.topic_id,
                     partition = meta.partition,

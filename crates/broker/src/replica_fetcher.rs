@@ -257,6 +257,49 @@ async fn truncate(
     wait_appended(rx).await
 }
 
+/// Starts a follower's log over at its leader's log start, recording it in the WAL (a
+/// truncation record past the log's end) so a restart replays the same.
+async fn restart_at(
+    broker: &Broker,
+    topic: &Topic,
+    partition: i32,
+    p: &Partition,
+    offset: i64,
+    epoch: i32,
+) -> Result<(), String> {
+    let rx = {
+        let Ok(mut st) = p.state.lock() else {
+            return Err("partition state poisoned".into());
+        };
+        if offset <= st.next_offset {
+            return Ok(());
+        }
+        warn!(
+            topic = %topic.meta.name, partition, from = st.next_offset, to = offset,
+            "behind the leader's log start; starting over there"
+        );
+        st.reset_to(offset);
+        let (tx, rx) = oneshot::channel();
+        let marker = Append {
+            meta: EntryMeta {
+                topic_id: topic.meta.id,
+                partition,
+                leader_epoch: epoch,
+                base_offset: offset,
+                record_count: 0,
+                max_timestamp: -1,
+            },
+            data: Vec::new(),
+            durability: Durability::Synced,
+            done: Some(tx),
+            guard: None,
+        };
+        broker.submit(marker).map_err(|e| e.to_string())?;
+        rx
+    };
+    wait_appended(rx).await
+}
+
 async fn wait_appended(rx: oneshot::Receiver<Result<Position, WalError>>) -> Result<(), String> {
     match rx.await {
         Ok(Ok(_)) => Ok(()),
@@ -333,8 +376,14 @@ async fn fetch_once(
             use kafka_protocol::ResponseError as E;
             match pd.error_code {
                 0 => {}
+                c if c == E::OffsetOutOfRange.code() && pd.log_start_offset > *next => {
+                    // Behind the leader's log start (retention or DeleteRecords passed it
+                    // while this replica was away): start over there.
+                    restart_at(broker, t, *i, p, pd.log_start_offset, *epoch).await?;
+                    continue;
+                }
                 c if c == E::OffsetOutOfRange.code() => {
-                    // Ahead of the leader (diverged) or behind its log start: check again.
+                    // Ahead of the leader: its log diverged; compare epochs again.
                     warn!(topic = %t.meta.name, partition = i, offset = next, "fetch offset out of range at the leader");
                     if let Ok(mut st) = p.state.lock() {
                         if let Role::Follower { checked, .. } = &mut st.role {
@@ -417,7 +466,10 @@ fn append_batches(
         if end <= st.next_offset {
             continue; // already here
         }
-        if base_offset != st.next_offset {
+        // After starting over at the leader's log start, the first batch may begin below it
+        // (the start fell inside a batch): it is taken whole, as the leader holds it.
+        let straddles = st.index.is_empty() && base_offset < st.next_offset;
+        if base_offset != st.next_offset && !straddles {
             warn!(
                 topic = %topic.meta.name, partition, expected = st.next_offset, got = base_offset,
                 "leader's batch does not continue this replica's log; fetching again"

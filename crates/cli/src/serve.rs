@@ -100,7 +100,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let etcd = EtcdMetaStore::connect(&s.etcd_endpoints, &s.etcd_prefix)
             .await
             .with_context(|| format!("connecting to etcd at {}", s.etcd_endpoints.join(",")))?;
-        let etcd = Arc::new(etcd);
+        // Each partition's older segment entries live in manifest objects beside the segments,
+        // so etcd's share stays bounded (ADR 0024).
+        let etcd = Arc::new(etcd.with_manifests(store.store.clone(), store.prefix.clone()));
         let settings = ClusterSettings {
             session_timeout: std::time::Duration::from_millis(s.broker_session_timeout_ms),
             rack: s.rack.clone(),

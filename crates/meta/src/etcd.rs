@@ -13,6 +13,11 @@
 //! - `P/segments/<topic id>/<partition>/head`: the partition's log start, archive end and newest
 //!   leader epoch, JSON; `P/segments/<topic id>/<partition>/s/<base offset, 20 digits>`: one
 //!   committed segment, JSON [`SegmentEntry`]. The padding makes key order offset order.
+//!   With a manifest store ([`EtcdMetaStore::with_manifests`], ADR 0024), at most
+//!   `fold_segments_at` segments stay as keys: adding one more folds them, with the older ones,
+//!   into one immutable JSON object `<object prefix>/_index/<topic id>/<partition>/<end>-<uuid>.json`
+//!   in the bucket, which the head names; etcd's share of a partition's index stays bounded
+//!   however many segments accumulate.
 //!
 //! Group and topic names are escaped in keys (every byte other than `A-Z a-z 0-9 . _ -`
 //! becomes `%XX`), so a `/` in a group name cannot reach into another group's keys.
@@ -34,6 +39,21 @@ use crate::{
     CommittedOffset, MetaError, MetaStore, OffsetEntry, PartitionIndex, Result, SegmentEntry,
     TopicMeta,
 };
+
+/// Times a request that could not reach an etcd member is sent again.
+const UNREACHABLE_RETRIES: u32 = 6;
+
+/// Whether a failed request never left this process: its connection to the member was
+/// refused or could not be made. Such a request is safe to send again, even a transaction.
+pub(crate) fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            format!("{:?}", s.code()) == "Unavailable" && s.message().contains("connect")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
 
 /// Version of the key layout this build writes and reads (`P/layout`).
 const LAYOUT_VERSION: u32 = 1;
@@ -57,6 +77,9 @@ pub struct EtcdOptions {
     /// Operations etcd allows in one transaction (its `--max-txn-ops`, 128 by default). An
     /// offset commit or delete touching more offset keys than this is refused as `Invalid`.
     pub max_txn_ops: usize,
+    /// With a manifest store: a partition keeps at most this many segments as etcd keys; the
+    /// next one folds them into a manifest object.
+    pub fold_segments_at: usize,
 }
 
 impl Default for EtcdOptions {
@@ -66,6 +89,7 @@ impl Default for EtcdOptions {
             request_timeout: Duration::from_secs(3),
             max_attempts: 32,
             max_txn_ops: 128,
+            fold_segments_at: 32,
         }
     }
 }
@@ -77,6 +101,8 @@ pub struct EtcdMetaStore {
     pub(crate) keys: Keys,
     cluster_id: String,
     pub(crate) options: EtcdOptions,
+    /// Where folded segment lists go (ADR 0024); `None`: every segment stays a key.
+    manifests: Option<std::sync::Arc<Manifests>>,
 }
 
 impl std::fmt::Debug for EtcdMetaStore {
@@ -95,6 +121,111 @@ struct Head {
     end_offset: i64,
     /// Newest leader epoch that committed a segment (kept after retention removed it).
     newest_epoch: i32,
+    /// The manifest object holding the segments folded out of etcd (the older ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    manifest: Option<ManifestRef>,
+}
+
+/// Where a partition's folded segment list is, and how many entries it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ManifestRef {
+    path: String,
+    segments: usize,
+}
+
+/// The object store that keeps folded segment lists (manifests), with a cache: manifests are
+/// immutable, so one read serves until the head names another.
+pub(crate) struct Manifests {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    prefix: object_store::path::Path,
+    cache: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Vec<SegmentEntry>>>>,
+}
+
+/// Manifests cached at most (one per partition read recently).
+const MANIFEST_CACHE: usize = 4096;
+
+impl Manifests {
+    fn path(&self, topic_id: Uuid, partition: i32, end: i64) -> String {
+        self.prefix
+            .clone()
+            .join("_index")
+            .join(topic_id.to_string())
+            .join(partition.to_string())
+            .join(format!("{end:020}-{}.json", Uuid::new_v4().simple()))
+            .to_string()
+    }
+
+    fn unavailable(what: &str, e: impl std::fmt::Display) -> MetaError {
+        MetaError::Unavailable(format!("{what}: {e}"))
+    }
+
+    /// The manifest at `path`; `None` if it is gone (folded again and deleted meanwhile).
+    async fn load(&self, path: &str) -> Result<Option<std::sync::Arc<Vec<SegmentEntry>>>> {
+        use object_store::ObjectStoreExt;
+        if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(path).cloned()) {
+            return Ok(Some(hit));
+        }
+        let location = object_store::path::Path::from(path);
+        let bytes = match self.store.get(&location).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map_err(|e| Self::unavailable(&format!("reading manifest {path}"), e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(Self::unavailable(&format!("reading manifest {path}"), e)),
+        };
+        let list: Vec<SegmentEntry> = serde_json::from_slice(&bytes).map_err(|e| {
+            MetaError::Invalid(format!("manifest {path} is not a segment list: {e}"))
+        })?;
+        let list = std::sync::Arc::new(list);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= MANIFEST_CACHE {
+                c.clear();
+            }
+            c.insert(path.to_string(), list.clone());
+        }
+        Ok(Some(list))
+    }
+
+    async fn put(&self, path: &str, list: &[SegmentEntry]) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        let body = serde_json::to_vec(list).map_err(|e| MetaError::Invalid(e.to_string()))?;
+        self.store
+            .put(&object_store::path::Path::from(path), body.into())
+            .await
+            .map_err(|e| Self::unavailable(&format!("writing manifest {path}"), e))?;
+        Ok(())
+    }
+
+    /// Best effort: a manifest left behind is only unreferenced bytes.
+    async fn delete(&self, path: &str) {
+        use object_store::ObjectStoreExt;
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(path);
+        }
+        if let Err(e) = self
+            .store
+            .delete(&object_store::path::Path::from(path))
+            .await
+        {
+            tracing::debug!(path, error = %e, "deleting a replaced manifest failed");
+        }
+    }
+
+    /// Best effort: every manifest of a deleted topic.
+    async fn delete_topic(&self, topic_id: Uuid) {
+        use futures::StreamExt;
+        use object_store::ObjectStoreExt;
+        let dir = self
+            .prefix
+            .clone()
+            .join("_index")
+            .join(topic_id.to_string());
+        let found: Vec<_> = self.store.list(Some(&dir)).collect().await;
+        for meta in found.into_iter().flatten() {
+            let _ = self.store.delete(&meta.location).await;
+        }
+    }
 }
 
 /// A key's value and the revision of its last change, as read.
@@ -264,6 +395,58 @@ fn segments_start(partition_prefix: &str) -> String {
 }
 
 impl EtcdMetaStore {
+    /// Keeps folded segment lists (manifests) in `store` under `prefix` (the bucket and prefix
+    /// the segments themselves are in), so etcd holds at most `fold_segments_at` segment keys
+    /// per partition (ADR 0024). Every broker of a cluster must be given the same store.
+    pub fn with_manifests(
+        mut self,
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        prefix: object_store::path::Path,
+    ) -> Self {
+        self.manifests = Some(std::sync::Arc::new(Manifests {
+            store,
+            prefix,
+            cache: Default::default(),
+        }));
+        self
+    }
+
+    /// A partition's head (and its stored form, for compare-and-set) and the segments still
+    /// kept as keys, at one revision.
+    async fn read_partition(
+        &self,
+        prefix: &str,
+    ) -> Result<(Head, Option<Stored>, Vec<SegmentEntry>)> {
+        let head_key = head_key(prefix);
+        let segments = segments_start(prefix);
+        let mut head = (Head::default(), None);
+        let mut tail = Vec::new();
+        for kv in self.range_prefix(prefix).await? {
+            if kv.key() == head_key.as_bytes() {
+                let value: Head = decode(kv.key(), kv.value(), "partition head")?;
+                head = (value, Some(Stored::from(kv)));
+            } else if kv.key().starts_with(segments.as_bytes()) {
+                tail.push(decode(kv.key(), kv.value(), "segment entry")?);
+            }
+        }
+        Ok((head.0, head.1, tail))
+    }
+
+    /// The entries of a head's manifest (none without one); `None` if the manifest is gone,
+    /// which means the head was replaced meanwhile: read again.
+    async fn manifest_of(&self, head: &Head, prefix: &str) -> Result<Option<Vec<SegmentEntry>>> {
+        let Some(r) = &head.manifest else {
+            return Ok(Some(Vec::new()));
+        };
+        let Some(m) = &self.manifests else {
+            return Err(MetaError::Invalid(format!(
+                "the segment index of {prefix} is partly in manifest {}, and this store was                  opened without the object store holding it",
+                r.path
+            )));
+        };
+        Ok(m.load(&r.path).await?.map(|l| l.to_vec()))
+    }
+
     /// Connects to etcd at `endpoints` (`http://host:port`) and opens the store under `prefix`,
     /// creating its cluster id if this prefix has none. Fails with `Unavailable` if etcd does
     /// not answer within the default timeouts.
@@ -313,6 +496,7 @@ impl EtcdMetaStore {
             },
             cluster_id: String::new(),
             options,
+            manifests: None,
         };
         store.cluster_id = store.open_cluster().await?;
         tracing::info!(
@@ -399,10 +583,44 @@ impl EtcdMetaStore {
         }
     }
 
+    /// [`Self::call`] for a request that can be made again: one that could not reach its etcd
+    /// member (the connection was refused: it was never sent) is sent again, a few times, so
+    /// that with several endpoints a dead member costs a retry and not a failed operation.
+    pub(crate) async fn call_again<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    where
+        F: FnMut(etcd_client::KvClient) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match tokio::time::timeout(
+                self.options.request_timeout,
+                request(self.client.kv_client()),
+            )
+            .await
+            {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if attempt < UNREACHABLE_RETRIES && never_sent(&e) => {
+                    tracing::debug!(what, error = %e, "an etcd member is unreachable; trying again");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Ok(Err(e)) => return Err(etcd_error(what, e)),
+                Err(_) => {
+                    return Err(MetaError::Unavailable(format!(
+                        "etcd did not answer {what} within {:?}",
+                        self.options.request_timeout
+                    )))
+                }
+            }
+        }
+    }
+
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Stored>> {
-        let mut kv = self.client.kv_client();
         let mut resp = self
-            .call(&format!("reading {key}"), kv.get(key, None))
+            .call_again(&format!("reading {key}"), |mut kv| async move {
+                kv.get(key, None).await
+            })
             .await?;
         Ok(resp.take_kvs().into_iter().next().map(Stored::from))
     }
@@ -417,11 +635,13 @@ impl EtcdMetaStore {
             return Ok(out);
         }
         let gets: Vec<TxnOp> = keys.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
-        let mut kv = self.client.kv_client();
         let resp = self
-            .call(
+            .call_again(
                 &format!("reading {} keys from {}", keys.len(), keys[0]),
-                kv.txn(Txn::new().and_then(gets)),
+                |mut kv| {
+                    let txn = Txn::new().and_then(gets.clone());
+                    async move { kv.txn(txn).await }
+                },
             )
             .await?;
         let out: Vec<Option<Stored>> = resp
@@ -445,7 +665,6 @@ impl EtcdMetaStore {
     /// Every key in `[start, end)`, read in pages at the revision of the first page, so the
     /// result is one consistent view however long the range.
     async fn range(&self, start: &str, end: Vec<u8>) -> Result<Vec<KeyValue>> {
-        let mut kv = self.client.kv_client();
         let mut out = Vec::new();
         let mut from = start.as_bytes().to_vec();
         let mut revision = 0;
@@ -455,10 +674,10 @@ impl EtcdMetaStore {
                 .with_limit(PAGE)
                 .with_revision(revision);
             let mut resp = self
-                .call(
-                    &format!("reading {start}*"),
-                    kv.get(from.clone(), Some(options)),
-                )
+                .call_again(&format!("reading {start}*"), |mut kv| {
+                    let (from, options) = (from.clone(), options.clone());
+                    async move { kv.get(from, Some(options)).await }
+                })
                 .await?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
@@ -489,9 +708,11 @@ impl EtcdMetaStore {
         compares: Vec<Compare>,
         ops: Vec<TxnOp>,
     ) -> Result<bool> {
-        let mut kv = self.client.kv_client();
         let resp = self
-            .call(what, kv.txn(Txn::new().when(compares).and_then(ops)))
+            .call_again(what, |mut kv| {
+                let txn = Txn::new().when(compares.clone()).and_then(ops.clone());
+                async move { kv.txn(txn).await }
+            })
             .await?;
         Ok(resp.succeeded())
     }
@@ -684,6 +905,9 @@ impl MetaStore for EtcdMetaStore {
                 .commit(&what, vec![unchanged(&key, Some(&stored))], ops)
                 .await?
             {
+                if let Some(m) = &self.manifests {
+                    m.delete_topic(topic.id).await;
+                }
                 return Ok(topic);
             }
             self.lost(&what, &mut attempt).await?;
@@ -890,36 +1114,70 @@ impl MetaStore for EtcdMetaStore {
     async fn add_segment(&self, topic_id: Uuid, partition: i32, entry: SegmentEntry) -> Result<()> {
         let prefix = self.keys.partition(topic_id, partition);
         let head_key = head_key(&prefix);
+        let tail_start = segments_start(&prefix);
         let what = format!("adding segment {} to {prefix}", entry.base_offset);
         let mut attempt = 0;
         loop {
-            let stored = self.get(&head_key).await?;
-            let head: Head = match &stored {
-                Some(s) => decode(head_key.as_bytes(), &s.value, "partition head")?,
-                None => Head::default(),
-            };
+            let (head, stored, tail) = self.read_partition(&prefix).await?;
             crate::check_new_segment(&entry, head.newest_epoch, head.end_offset)?;
-            let new_head = Head {
+            let mut new_head = Head {
                 log_start_offset: head.log_start_offset,
                 end_offset: entry.end_offset,
                 newest_epoch: entry.leader_epoch,
+                manifest: head.manifest.clone(),
             };
-            let mut ops = vec![TxnOp::put(
-                head_key.as_str(),
-                encode(&head_key, &new_head)?,
-                None,
-            )];
             // A segment wholly below the log start (raised past the archive's end) is not
             // readable: only the index end moves.
-            if entry.end_offset > head.log_start_offset {
+            let keep = entry.end_offset > head.log_start_offset;
+            let fold = self
+                .manifests
+                .as_ref()
+                .filter(|_| keep && tail.len() + 1 >= self.options.fold_segments_at.max(1));
+            let mut ops = Vec::new();
+            let mut written = None;
+            if let Some(m) = fold {
+                // The keys and the older manifest become one new manifest; the keys go.
+                let Some(older) = self.manifest_of(&head, &prefix).await? else {
+                    self.lost(&what, &mut attempt).await?;
+                    continue;
+                };
+                let start = head.log_start_offset;
+                let mut all: Vec<SegmentEntry> = older
+                    .into_iter()
+                    .chain(tail)
+                    .filter(|e| e.end_offset > start)
+                    .collect();
+                all.push(entry.clone());
+                let path = m.path(topic_id, partition, entry.end_offset);
+                m.put(&path, &all).await?;
+                new_head.manifest = Some(ManifestRef {
+                    path: path.clone(),
+                    segments: all.len(),
+                });
+                ops.push(TxnOp::delete(
+                    tail_start.as_str(),
+                    Some(DeleteOptions::new().with_prefix()),
+                ));
+                written = Some((m, path));
+            } else if keep {
                 let key = segment_key(&prefix, entry.base_offset);
                 ops.push(TxnOp::put(key.as_str(), encode(&key, &entry)?, None));
             }
+            ops.insert(
+                0,
+                TxnOp::put(head_key.as_str(), encode(&head_key, &new_head)?, None),
+            );
             if self
                 .commit(&what, vec![unchanged(&head_key, stored.as_ref())], ops)
                 .await?
             {
+                if let (Some((m, _)), Some(old)) = (&written, &head.manifest) {
+                    m.delete(&old.path).await;
+                }
                 return Ok(());
+            }
+            if let Some((m, path)) = &written {
+                m.delete(path).await;
             }
             self.lost(&what, &mut attempt).await?;
         }
@@ -927,21 +1185,26 @@ impl MetaStore for EtcdMetaStore {
 
     async fn partition_index(&self, topic_id: Uuid, partition: i32) -> Result<PartitionIndex> {
         let prefix = self.keys.partition(topic_id, partition);
-        let head_key = head_key(&prefix);
-        let segments = segments_start(&prefix);
-        let mut index = PartitionIndex::default();
-        for kv in self.range_prefix(&prefix).await? {
-            if kv.key() == head_key.as_bytes() {
-                let head: Head = decode(kv.key(), kv.value(), "partition head")?;
-                index.log_start_offset = head.log_start_offset;
-                index.end_offset = head.end_offset;
-            } else if kv.key().starts_with(segments.as_bytes()) {
-                index
-                    .segments
-                    .push(decode(kv.key(), kv.value(), "segment entry")?);
-            }
+        let what = format!("reading the segment index of {prefix}");
+        let mut attempt = 0;
+        loop {
+            let (head, _, tail) = self.read_partition(&prefix).await?;
+            let Some(older) = self.manifest_of(&head, &prefix).await? else {
+                // Folded again (and the manifest read replaced) between the two reads.
+                self.lost(&what, &mut attempt).await?;
+                continue;
+            };
+            let start = head.log_start_offset;
+            return Ok(PartitionIndex {
+                log_start_offset: start,
+                end_offset: head.end_offset,
+                segments: older
+                    .into_iter()
+                    .chain(tail)
+                    .filter(|e| e.end_offset > start)
+                    .collect(),
+            });
         }
-        Ok(index)
     }
 
     async fn advance_log_start(
@@ -985,18 +1248,31 @@ impl MetaStore for EtcdMetaStore {
             if offset <= value.log_start_offset {
                 return Ok(Vec::new());
             }
+            let Some(folded) = self.manifest_of(&value, &prefix).await? else {
+                self.lost(&what, &mut attempt).await?;
+                continue;
+            };
+            let old_start = value.log_start_offset;
             value.log_start_offset = offset;
-            let removed: Vec<SegmentEntry> = below
+            // The folded segments it passes are dropped from the manifest at its next fold
+            // (reads skip them meanwhile); the keys it passes are deleted now.
+            let mut removed: Vec<SegmentEntry> = folded
+                .into_iter()
+                .filter(|e| e.end_offset > old_start && e.end_offset <= offset)
+                .collect();
+            let tail_removed: Vec<SegmentEntry> = below
                 .into_iter()
                 .take_while(|e| e.end_offset <= offset)
                 .collect();
+            let last_key = tail_removed.last().map(|e| e.base_offset);
+            removed.extend(tail_removed);
             let mut ops = vec![TxnOp::put(
                 head_key.as_str(),
                 encode(&head_key, &value)?,
                 None,
             )];
-            if let Some(last) = removed.last() {
-                let mut end = segment_key(&prefix, last.base_offset).into_bytes();
+            if let Some(last) = last_key {
+                let mut end = segment_key(&prefix, last).into_bytes();
                 end.push(0);
                 ops.push(TxnOp::delete(
                     segments.as_str(),

@@ -131,7 +131,7 @@ impl ClusterMeta for EtcdMetaStore {
                 Err(e) => Err(e),
             };
         }
-        let (mut keeper, mut responses) = self
+        let stream = self
             .call(
                 "keeping a broker lease alive",
                 lease_client.keep_alive(lease),
@@ -143,10 +143,18 @@ impl ClusterMeta for EtcdMetaStore {
         let id = registration.broker_id;
         let task = tokio::spawn(async move {
             // Renew three times per TTL; the lease counts as lost once a whole TTL has passed
-            // since the last renewal etcd confirmed.
+            // since the last renewal etcd confirmed. A broken renewal stream (its etcd member
+            // died) is opened again, through whichever member answers.
             let every = Duration::from_millis((ttl as u64 * 1000 / 3).max(100));
             let mut confirmed = tokio::time::Instant::now();
+            let mut stream = Some(stream);
+            let mut retry_now = false;
             loop {
+                let wait = if std::mem::take(&mut retry_now) {
+                    Duration::from_millis(50)
+                } else {
+                    every
+                };
                 tokio::select! {
                     _ = &mut released => {
                         let mut leases = store.client.lease_client();
@@ -155,30 +163,61 @@ impl ClusterMeta for EtcdMetaStore {
                         }
                         return;
                     }
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                let renewed = async {
-                    keeper
-                        .keep_alive()
-                        .await
-                        .map_err(|e| etcd_error("renewing", e))?;
-                    match responses.message().await {
-                        Ok(Some(r)) => Ok(r.ttl()),
-                        Ok(None) => Err(MetaError::Unavailable("lease stream closed".into())),
-                        Err(e) => Err(etcd_error("renewing", e)),
+                // A few tries, each bounded by the renewal period (each may be routed to
+                // another member), never past the session.
+                for _ in 0..4 {
+                    if stream.is_some() || confirmed.elapsed() >= Duration::from_secs(ttl as u64) {
+                        break;
+                    }
+                    let mut leases = store.client.lease_client();
+                    match tokio::time::timeout(every, leases.keep_alive(lease)).await {
+                        Ok(Ok(s)) => stream = Some(s),
+                        Ok(Err(e)) => {
+                            tracing::warn!(broker = id, error = %e, "reopening the lease renewal failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(_) => {
+                            tracing::warn!(broker = id, "reopening the lease renewal timed out")
+                        }
+                    }
+                }
+                let outcome = match stream.as_mut() {
+                    None => Err(MetaError::Unavailable("no lease renewal stream".into())),
+                    Some((keeper, responses)) => {
+                        let renewed = async {
+                            keeper
+                                .keep_alive()
+                                .await
+                                .map_err(|e| etcd_error("renewing", e))?;
+                            match responses.message().await {
+                                Ok(Some(r)) => Ok(r.ttl()),
+                                Ok(None) => {
+                                    Err(MetaError::Unavailable("lease stream closed".into()))
+                                }
+                                Err(e) => Err(etcd_error("renewing", e)),
+                            }
+                        };
+                        tokio::time::timeout(every, renewed)
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(MetaError::Unavailable("renewal timed out".into()))
+                            })
                     }
                 };
-                match tokio::time::timeout(every, renewed).await {
-                    Ok(Ok(left)) if left > 0 => confirmed = tokio::time::Instant::now(),
-                    Ok(Ok(_)) => {
+                match outcome {
+                    Ok(left) if left > 0 => confirmed = tokio::time::Instant::now(),
+                    Ok(_) => {
                         tracing::error!(broker = id, "broker lease expired");
                         let _ = lost_tx.send(true);
                         return;
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(broker = id, error = %e, "renewing the broker lease failed")
+                    Err(e) => {
+                        tracing::warn!(broker = id, error = %e, "renewing the broker lease failed");
+                        stream = None;
+                        retry_now = true;
                     }
-                    Err(_) => tracing::warn!(broker = id, "renewing the broker lease timed out"),
                 }
                 if confirmed.elapsed() >= Duration::from_secs(ttl as u64) {
                     tracing::error!(
@@ -286,7 +325,6 @@ impl ClusterMeta for EtcdMetaStore {
                 state.leader_epoch, stored.leader_epoch
             )));
         }
-        let mut kv = self.client.kv_client();
         let txn = etcd_client::Txn::new()
             .when([Compare::mod_revision(
                 key.as_str(),
@@ -295,9 +333,12 @@ impl ClusterMeta for EtcdMetaStore {
             )])
             .and_then([TxnOp::put(key.as_str(), encode(&key, &state)?, None)]);
         let resp = self
-            .call(
+            .call_again(
                 &format!("changing partition {topic_id}/{partition}"),
-                kv.txn(txn),
+                |mut kv| {
+                    let txn = txn.clone();
+                    async move { kv.txn(txn).await }
+                },
             )
             .await?;
         if !resp.succeeded() {

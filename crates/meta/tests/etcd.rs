@@ -256,6 +256,161 @@ async fn the_conformance_suite_passes_and_prefixes_are_separate_clusters() {
     assert_eq!(empty.offset_groups().await.unwrap(), Vec::<String>::new());
 }
 
+/// A store that folds segments into manifests in `objects` after `fold_at` keys.
+async fn folding_store(
+    etcd: &Etcd,
+    prefix: &str,
+    objects: Arc<dyn object_store::ObjectStore>,
+    fold_at: usize,
+) -> EtcdMetaStore {
+    let options = EtcdOptions {
+        fold_segments_at: fold_at,
+        ..EtcdOptions::default()
+    };
+    EtcdMetaStore::connect_with(&etcd.endpoints(), prefix, options)
+        .await
+        .expect("connect to etcd")
+        .with_manifests(objects, object_store::path::Path::from("archive"))
+}
+
+async fn manifest_count(objects: &Arc<dyn object_store::ObjectStore>) -> usize {
+    use futures::StreamExt;
+    objects
+        .list(Some(&object_store::path::Path::from("archive/_index")))
+        .collect::<Vec<_>>()
+        .await
+        .len()
+}
+
+#[tokio::test]
+async fn with_manifests_the_conformance_suite_passes_folding_every_three_segments() {
+    let etcd = Etcd::start().await;
+    let objects: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::memory::InMemory::new());
+    let s = folding_store(&etcd, "/folding", objects.clone(), 3).await;
+    sediment_meta::conformance::run(&s).await;
+    assert!(
+        manifest_count(&objects).await > 0,
+        "the suite's segments were never folded into a manifest"
+    );
+}
+
+#[tokio::test]
+async fn a_partitions_etcd_keys_stay_bounded_as_segments_accumulate() {
+    let etcd = Etcd::start().await;
+    let objects: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::memory::InMemory::new());
+    let s = folding_store(&etcd, "/bounded", objects.clone(), 32).await;
+    let mut raw = etcd.client().await;
+    let topic = s.create_topic("orders", 1, BTreeMap::new()).await.unwrap();
+    let n = 1000i64;
+    let mut max_keys = 0usize;
+    let mut max_bytes = 0usize;
+    for i in 0..n {
+        let base = i * 60_000;
+        let entry = SegmentEntry {
+            base_offset: base,
+            end_offset: base + 60_000,
+            min_timestamp: 1_767_225_600_000 + i * 60_000,
+            max_timestamp: 1_767_225_600_000 + i * 60_000 + 59_999,
+            size_bytes: 8_388_608,
+            leader_epoch: 7,
+            path: format!("topics/orders/partition=0/{base:020}-7.parquet"),
+        };
+        s.add_segment(topic.id, 0, entry).await.unwrap();
+        let kvs = raw
+            .get(
+                format!("/bounded/segments/{}/0/", topic.id),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        let bytes: usize = kvs
+            .kvs()
+            .iter()
+            .map(|kv| kv.key().len() + kv.value().len())
+            .sum();
+        max_keys = max_keys.max(kvs.kvs().len());
+        max_bytes = max_bytes.max(bytes);
+    }
+    println!(
+        "{n} one-minute segments of one partition: at most {max_keys} etcd keys and {max_bytes} B          of keys and values at any time (fold at 32)"
+    );
+    assert!(max_keys <= 33, "{max_keys} keys: not bounded by the fold");
+    // Every segment is still in the index, in order, after 31 folds.
+    let index = s.partition_index(topic.id, 0).await.unwrap();
+    assert_eq!(index.segments.len() as i64, n);
+    assert!(index
+        .segments
+        .windows(2)
+        .all(|w| w[0].end_offset == w[1].base_offset));
+    assert_eq!(index.end_offset, n * 60_000);
+    // Replaced manifests are deleted: one remains.
+    assert_eq!(manifest_count(&objects).await, 1);
+    // Retention across folded and unfolded segments: exactly the ones passed, once each.
+    let removed = s
+        .advance_log_start(topic.id, 0, 500 * 60_000)
+        .await
+        .unwrap();
+    assert_eq!(removed.len(), 500);
+    assert_eq!(removed[0].base_offset, 0);
+    assert_eq!(removed[499].end_offset, 500 * 60_000);
+    assert!(s
+        .advance_log_start(topic.id, 0, 500 * 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let index = s.partition_index(topic.id, 0).await.unwrap();
+    assert_eq!(index.segments.len(), 500);
+    assert_eq!(index.segments[0].base_offset, 500 * 60_000);
+    let removed = s.advance_log_start(topic.id, 0, n * 60_000).await.unwrap();
+    assert_eq!(removed.len(), 500, "the rest, folded and not");
+    assert!(s
+        .partition_index(topic.id, 0)
+        .await
+        .unwrap()
+        .segments
+        .is_empty());
+    // A second broker's store reads the same index through the manifest.
+    let other = folding_store(&etcd, "/bounded", objects.clone(), 32).await;
+    assert_eq!(
+        other.partition_index(topic.id, 0).await.unwrap(),
+        s.partition_index(topic.id, 0).await.unwrap()
+    );
+    // A deleted topic takes its manifests with it.
+    s.delete_topic("orders").await.unwrap();
+    assert_eq!(manifest_count(&objects).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_segment_commits_across_folds_commit_each_segment_once() {
+    let etcd = Etcd::start().await;
+    let objects: Arc<dyn object_store::ObjectStore> =
+        Arc::new(object_store::memory::InMemory::new());
+    let a = folding_store(&etcd, "/race-fold", objects.clone(), 4).await;
+    let b = folding_store(&etcd, "/race-fold", objects.clone(), 4).await;
+    let topic = a.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+    for i in 0..40i64 {
+        let entry = seg(i * 10, i * 10 + 10, 1);
+        let (x, y) = tokio::join!(
+            a.add_segment(topic.id, 0, entry.clone()),
+            b.add_segment(topic.id, 0, entry)
+        );
+        assert!(x.is_ok() != y.is_ok(), "round {i}: {x:?} / {y:?}");
+    }
+    let index = b.partition_index(topic.id, 0).await.unwrap();
+    assert_eq!(index.segments.len(), 40);
+    assert!(index
+        .segments
+        .windows(2)
+        .all(|w| w[0].end_offset == w[1].base_offset));
+    assert_eq!(
+        manifest_count(&objects).await,
+        1,
+        "losers' manifests are removed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_segment_commits_from_two_brokers_commit_exactly_one() {
     let etcd = Etcd::start().await;

@@ -34,6 +34,12 @@ pub async fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRe
                 continue;
             };
             let (hw, start) = match part.state.lock() {
+                // In a cluster only the leader moves the log start (the index is shared).
+                Ok(st) if super::check_leader(&st, -1).is_some() => {
+                    pr.error_code = ResponseError::NotLeaderOrFollower.code();
+                    tr.partitions.push(pr);
+                    continue;
+                }
                 Ok(st) => (st.high_watermark, st.log_start_offset),
                 Err(_) => {
                     pr.error_code = ResponseError::UnknownServerError.code();
