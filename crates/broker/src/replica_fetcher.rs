@@ -139,6 +139,23 @@ fn mark_checked(p: &Partition, leader: i32, epoch: i32) {
     }
 }
 
+/// The request's entry for topic `topic`, added (by `new`) if it has none yet.
+fn topic_entry<'a, T>(
+    list: &'a mut Vec<T>,
+    topic: &str,
+    name_of: impl Fn(&T) -> &str,
+    new: impl FnOnce() -> T,
+) -> &'a mut T {
+    let at = match list.iter().position(|x| name_of(x) == topic) {
+        Some(at) => at,
+        None => {
+            list.push(new());
+            list.len() - 1
+        }
+    };
+    &mut list[at]
+}
+
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
@@ -170,19 +187,18 @@ async fn check_divergence(
         part.partition = *i;
         part.current_leader_epoch = epoch;
         part.leader_epoch = last_epoch;
-        match req
-            .topics
-            .iter_mut()
-            .find(|x| x.topic.as_str() == t.meta.name)
-        {
-            Some(x) => x.partitions.push(part),
-            None => {
+        topic_entry(
+            &mut req.topics,
+            &t.meta.name,
+            |x| x.topic.as_str(),
+            || {
                 let mut topic = OffsetForLeaderTopic::default();
                 topic.topic = name(&t.meta.name);
-                topic.partitions.push(part);
-                req.topics.push(topic);
-            }
-        }
+                topic
+            },
+        )
+        .partitions
+        .push(part);
         asked.push((t.clone(), *i, p.clone(), epoch));
     }
     if asked.is_empty() {
@@ -236,23 +252,7 @@ async fn truncate(
             topic = %topic.meta.name, partition, from, to = end, epoch,
             "log diverged from the leader's; truncated"
         );
-        let (tx, rx) = oneshot::channel();
-        let marker = Append {
-            meta: EntryMeta {
-                topic_id: topic.meta.id,
-                partition,
-                leader_epoch: epoch,
-                base_offset: end,
-                record_count: 0,
-                max_timestamp: -1,
-            },
-            data: Vec::new(),
-            durability: Durability::Synced,
-            done: Some(tx),
-            guard: None,
-        };
-        broker.submit(marker).map_err(|e| e.to_string())?;
-        rx
+        queue_marker(broker, topic, partition, end, epoch)?
     };
     wait_appended(rx).await
 }
@@ -279,25 +279,37 @@ async fn restart_at(
             "behind the leader's log start; starting over there"
         );
         st.reset_to(offset);
-        let (tx, rx) = oneshot::channel();
-        let marker = Append {
-            meta: EntryMeta {
-                topic_id: topic.meta.id,
-                partition,
-                leader_epoch: epoch,
-                base_offset: offset,
-                record_count: 0,
-                max_timestamp: -1,
-            },
-            data: Vec::new(),
-            durability: Durability::Synced,
-            done: Some(tx),
-            guard: None,
-        };
-        broker.submit(marker).map_err(|e| e.to_string())?;
-        rx
+        queue_marker(broker, topic, partition, offset, epoch)?
     };
     wait_appended(rx).await
+}
+
+/// Queues a truncation record (a zero-record WAL entry) saying the partition's log ends, or
+/// starts over, at `offset`; recovery replays it in order with the batches around it.
+fn queue_marker(
+    broker: &Broker,
+    topic: &Topic,
+    partition: i32,
+    offset: i64,
+    epoch: i32,
+) -> Result<oneshot::Receiver<Result<Position, WalError>>, String> {
+    let (tx, rx) = oneshot::channel();
+    let marker = Append {
+        meta: EntryMeta {
+            topic_id: topic.meta.id,
+            partition,
+            leader_epoch: epoch,
+            base_offset: offset,
+            record_count: 0,
+            max_timestamp: -1,
+        },
+        data: Vec::new(),
+        durability: Durability::Synced,
+        done: Some(tx),
+        guard: None,
+    };
+    broker.submit(marker).map_err(|e| e.to_string())?;
+    Ok(rx)
 }
 
 async fn wait_appended(rx: oneshot::Receiver<Result<Position, WalError>>) -> Result<(), String> {
@@ -336,19 +348,18 @@ async fn fetch_once(
         fp.log_start_offset = -1;
         fp.last_fetched_epoch = -1;
         fp.partition_max_bytes = PARTITION_MAX_BYTES;
-        match req
-            .topics
-            .iter_mut()
-            .find(|x| x.topic.as_str() == t.meta.name)
-        {
-            Some(x) => x.partitions.push(fp),
-            None => {
+        topic_entry(
+            &mut req.topics,
+            &t.meta.name,
+            |x| x.topic.as_str(),
+            || {
                 let mut ft = FetchTopic::default();
                 ft.topic = name(&t.meta.name);
-                ft.partitions.push(fp);
-                req.topics.push(ft);
-            }
-        }
+                ft
+            },
+        )
+        .partitions
+        .push(fp);
         asked.push((t.clone(), *i, p.clone(), epoch, next));
     }
     if asked.is_empty() {
