@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the brokers' data and logs (else deleted at the end)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sediment-cluster-bench-"))
 
@@ -86,6 +89,8 @@ def main() -> None:
     finally:
         c.close()
         etcd.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

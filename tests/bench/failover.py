@@ -13,6 +13,7 @@ full ISR. Prints each gap and the median of each kind.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -33,9 +34,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--session-timeout-ms", type=int, default=3000)
     ap.add_argument("--signals", default="SIGKILL,SIGTERM", help="which rounds to run, in order")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the brokers' data and logs (else deleted at the end)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sediment-failover-"))
-    print(f"brokers' logs under {work}", flush=True)
+    if args.keep:
+        print(f"brokers' logs under {work}", flush=True)
     etcd = Etcd(work).start()
     c = Cluster(work, etcd, 3, ["--broker-session-timeout-ms", str(args.session_timeout_ms)])
     try:
@@ -98,6 +102,8 @@ def main() -> None:
     finally:
         c.close()
         etcd.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

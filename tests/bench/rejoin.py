@@ -30,6 +30,8 @@ from conftest import sediment_binary  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=300_000)
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the brokers' data and logs (else deleted at the end)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sediment-rejoin-"))
     etcd = Etcd(work).start()
@@ -74,6 +76,8 @@ def main() -> None:
     finally:
         c.close()
         etcd.close()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
