@@ -111,6 +111,12 @@ impl Cluster {
         self.brokers.read().ok()?.get(&id).cloned()
     }
 
+    /// The incarnation a live broker registered with (no copy of its registration: asked for
+    /// every partition of every follower fetch).
+    pub fn incarnation_of(&self, id: i32) -> Option<Uuid> {
+        self.brokers.read().ok()?.get(&id).map(|r| r.incarnation)
+    }
+
     pub fn is_live(&self, id: i32) -> bool {
         self.brokers.read().is_ok_and(|b| b.contains_key(&id))
     }
@@ -994,11 +1000,7 @@ impl Broker {
             if st.leader_epoch != state.value.leader_epoch {
                 return;
             }
-            let current = |b: i32, p: &Progress| {
-                cluster
-                    .broker(b)
-                    .is_some_and(|r| r.incarnation == p.incarnation)
-            };
+            let current = |b: i32, p: &Progress| cluster.incarnation_of(b) == Some(p.incarnation);
             let keep: Vec<i32> = isr
                 .iter()
                 .copied()
@@ -1138,9 +1140,7 @@ impl Broker {
         }
         let now = self.config.clock.monotonic();
         let leader_end = st.durable_end;
-        let incarnation = cluster
-            .broker(replica)
-            .map_or(Uuid::nil(), |r| r.incarnation);
+        let incarnation = cluster.incarnation_of(replica).unwrap_or(Uuid::nil());
         let Role::Leader { followers, .. } = &mut st.role else {
             return Err(ResponseError::NotLeaderOrFollower.code());
         };
