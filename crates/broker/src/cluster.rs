@@ -23,7 +23,9 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::log::{Partition, Progress, Role, Topic};
+use sediment_replication::isr;
+
+use crate::log::{Partition, Role, Topic};
 use crate::Broker;
 
 /// Cluster-mode settings (the `serve` flags of the same names).
@@ -1000,43 +1002,23 @@ impl Broker {
             if st.leader_epoch != state.value.leader_epoch {
                 return;
             }
-            let current = |b: i32, p: &Progress| cluster.incarnation_of(b) == Some(p.incarnation);
-            let keep: Vec<i32> = isr
-                .iter()
-                .copied()
-                .filter(|b| {
-                    let last = followers
-                        .get(b)
-                        .filter(|p| current(*b, p))
-                        .map_or(*since, |p| p.caught_up_at.max(*since));
-                    cluster.is_live(*b) && now.saturating_sub(last) <= lag_max
-                })
-                .collect();
-            let epoch_start = st
-                .epochs
-                .iter()
-                .find(|(e, _)| *e == st.leader_epoch)
-                .map_or(st.next_offset, |(_, s)| *s);
-            let join: Vec<i32> = state
-                .value
-                .replicas
-                .iter()
-                .copied()
-                .filter(|b| *b != me && !isr.contains(b))
-                .filter(|b| {
-                    followers.get(b).is_some_and(|p| {
-                        current(*b, p)
-                            && p.end >= st.high_watermark
-                            && p.end >= epoch_start.min(st.durable_end)
-                            && now.saturating_sub(p.fetched_at) <= lag_max
-                    })
-                })
-                .collect();
-            if keep.len() == isr.len() && join.is_empty() {
-                return;
-            }
-            let mut next: Vec<i32> = std::iter::once(me).chain(keep).chain(join).collect();
-            next.sort_unstable();
+            let view = isr::IsrView {
+                me,
+                replicas: &state.value.replicas,
+                isr,
+                followers,
+                since: *since,
+                now,
+                lag_max,
+                high_watermark: st.high_watermark,
+                durable_end: st.durable_end,
+                epoch_start: st
+                    .epochs
+                    .start_of(st.leader_epoch)
+                    .unwrap_or(st.next_offset),
+            };
+            let next = isr::next_isr(&view, |b| cluster.is_live(b), |b| cluster.incarnation_of(b));
+            let Some(next) = next else { return };
             next
         };
         let next = Placement {
@@ -1080,19 +1062,19 @@ impl Broker {
         let Some(&preferred) = s.replicas.first() else {
             return;
         };
-        if preferred == me || !s.isr.contains(&preferred) || !cluster.is_live(preferred) {
-            return;
-        }
         let ready = p.state.lock().is_ok_and(|st| match &st.role {
             Role::Leader {
                 followers, since, ..
-            } => {
-                let led = self.config.clock.monotonic().saturating_sub(*since);
-                led >= PREFERRED_AFTER
-                    && followers
-                        .get(&preferred)
-                        .is_some_and(|f| f.end >= st.high_watermark)
-            }
+            } => isr::hand_back_to_preferred(
+                me,
+                preferred,
+                &s.isr,
+                cluster.is_live(preferred),
+                followers,
+                st.high_watermark,
+                self.config.clock.monotonic().saturating_sub(*since),
+                PREFERRED_AFTER,
+            ),
             _ => false,
         });
         if !ready {
@@ -1128,50 +1110,17 @@ impl Broker {
         fetch_offset: i64,
         current_leader_epoch: i32,
     ) -> Result<bool, i16> {
-        use kafka_protocol::ResponseError;
         let Some(cluster) = &self.cluster else {
-            return Err(ResponseError::NotLeaderOrFollower.code());
+            return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code());
         };
-        if current_leader_epoch >= 0 && current_leader_epoch < st.leader_epoch {
-            return Err(ResponseError::FencedLeaderEpoch.code());
-        }
-        if current_leader_epoch > st.leader_epoch {
-            return Err(ResponseError::UnknownLeaderEpoch.code());
-        }
+        let fetch = isr::FollowerFetch {
+            replica,
+            fetch_offset,
+            leader_epoch: current_leader_epoch,
+            incarnation: cluster.incarnation_of(replica).unwrap_or(Uuid::nil()),
+        };
         let now = self.config.clock.monotonic();
-        let leader_end = st.durable_end;
-        let incarnation = cluster.incarnation_of(replica).unwrap_or(Uuid::nil());
-        let Role::Leader { followers, .. } = &mut st.role else {
-            return Err(ResponseError::NotLeaderOrFollower.code());
-        };
-        if fetch_offset > leader_end {
-            // Ahead of the leader: its log diverged and it must truncate first.
-            return Err(ResponseError::OffsetOutOfRange.code());
-        }
-        let progress = followers.entry(replica).or_insert(Progress {
-            end: fetch_offset,
-            fetched_at: now,
-            caught_up_at: Duration::ZERO,
-            sent_end: i64::MAX,
-            incarnation,
-        });
-        if progress.incarnation != incarnation {
-            *progress = Progress {
-                end: fetch_offset,
-                fetched_at: now,
-                caught_up_at: Duration::ZERO,
-                sent_end: i64::MAX,
-                incarnation,
-            };
-        }
-        progress.end = fetch_offset;
-        progress.fetched_at = now;
-        // Caught up: it has everything this leader had when it last answered it, or all of
-        // the log (Kafka's lastCaughtUpTime rule).
-        if fetch_offset >= progress.sent_end.min(leader_end) {
-            progress.caught_up_at = now;
-        }
-        progress.sent_end = leader_end;
+        isr::note_fetch(&mut st.role, st.leader_epoch, st.durable_end, fetch, now)?;
         Ok(st.advance_high_watermark())
     }
 
@@ -1186,7 +1135,8 @@ impl Broker {
         drop(running);
         let b = self.clone();
         tokio::spawn(async move {
-            crate::replica_fetcher::run(b, leader).await;
+            sediment_replication::fetcher::run(Arc::new(crate::follower::FollowerHost(b)), leader)
+                .await;
         });
     }
 

@@ -42,7 +42,7 @@ pub struct PartitionState {
     pub role: Role,
     /// Leader epochs of this replica's log: each epoch and the offset its first batch has, in
     /// order (the epoch history OffsetForLeaderEpoch answers from).
-    pub epochs: Vec<(i32, i64)>,
+    pub epochs: EpochHistory,
     pub log_start_offset: i64,
     pub leader_epoch: i32,
     /// Batches in offset order.
@@ -66,45 +66,7 @@ pub struct PartitionState {
     pub archive: Arc<Vec<SegmentEntry>>,
 }
 
-/// This broker's part in a partition.
-#[derive(Debug, Default, Clone)]
-pub enum Role {
-    /// One broker, no replication: committed means durable here.
-    #[default]
-    Single,
-    /// Cluster mode, the leader: `isr` are the other in-sync replicas, `followers` what each
-    /// replica last confirmed.
-    Leader {
-        isr: Vec<i32>,
-        followers: HashMap<i32, Progress>,
-        /// When this broker began leading at this epoch (broker clock, monotonic).
-        since: std::time::Duration,
-    },
-    /// Cluster mode, a follower of `leader`, which last reported `leader_hw`; `checked` once
-    /// its log was compared with the leader's at this epoch (and truncated where it diverged).
-    Follower {
-        leader: i32,
-        leader_hw: i64,
-        checked: bool,
-    },
-    /// Cluster mode, this broker is no replica of the partition, or it has no leader.
-    Absent,
-}
-
-/// What a follower last confirmed to its leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Its log end: every offset below is durable on it.
-    pub end: i64,
-    /// When it last asked for more (broker clock, monotonic).
-    pub fetched_at: std::time::Duration,
-    /// When its end last reached the leader's log end.
-    pub caught_up_at: std::time::Duration,
-    /// The leader's durable end when it last answered this follower.
-    pub sent_end: i64,
-    /// The incarnation of the follower that confirmed it (KIP-903: a restarted broker starts over).
-    pub incarnation: Uuid,
-}
+pub use sediment_replication::{EpochHistory, Progress, Role};
 
 /// How many of a producer's latest batches are remembered for deduplication (Kafka: 5, the
 /// most a producer may have in flight with idempotence).
@@ -226,43 +188,26 @@ impl PartitionState {
     /// on a leader to the lowest end among itself and the in-sync followers; on a follower
     /// to what its leader reported, if it has that much. Never backwards. Returns whether it moved.
     pub fn advance_high_watermark(&mut self) -> bool {
-        let target = match &self.role {
-            Role::Single | Role::Absent => self.durable_end,
-            Role::Leader { isr, followers, .. } => isr.iter().fold(self.durable_end, |low, b| {
-                low.min(followers.get(b).map_or(self.high_watermark, |p| p.end))
-            }),
-            Role::Follower { leader_hw, .. } => self.durable_end.min(*leader_hw),
-        };
-        if target > self.high_watermark {
-            self.high_watermark = target;
-            true
-        } else {
-            false
-        }
+        let target = sediment_replication::isr::high_watermark(
+            &self.role,
+            self.durable_end,
+            self.high_watermark,
+        );
+        let moved = target > self.high_watermark;
+        self.high_watermark = target;
+        moved
     }
 
     /// Notes a batch of `epoch` starting at `base_offset` in the epoch history.
     pub fn note_epoch(&mut self, epoch: i32, base_offset: i64) {
-        if self.epochs.last().is_none_or(|(e, _)| epoch > *e) {
-            self.epochs.push((epoch, base_offset));
-        }
+        self.epochs.note(epoch, base_offset);
     }
 
-    /// The epoch history's answer to "where does `epoch` end" (OffsetForLeaderEpoch): the
-    /// largest epoch not above it this log has, and the start of the next epoch (or the log end
-    /// if there is none). `None` if the log has no batch of an epoch that old or older.
+    /// The epoch history's answer to "where does `epoch` end" (OffsetForLeaderEpoch): see
+    /// [`EpochHistory::end_of`].
     pub fn epoch_end(&self, epoch: i32) -> Option<(i32, i64)> {
-        let at = self.epochs.partition_point(|(e, _)| *e <= epoch);
-        if at == 0 {
-            return (epoch >= self.leader_epoch || self.epochs.is_empty())
-                .then_some((epoch.min(self.leader_epoch), self.next_offset));
-        }
-        let found = self.epochs[at - 1].0;
-        let end = self
-            .epochs
-            .get(at)
-            .map_or(self.next_offset, |(_, start)| *start);
-        Some((found, end))
+        self.epochs
+            .end_of(epoch, self.leader_epoch, self.next_offset)
     }
 
     /// Drops every batch at or after `offset` (a follower whose log diverged from its leader's),
@@ -281,7 +226,7 @@ impl PartitionState {
         self.next_offset = end;
         self.durable_end = self.durable_end.min(end);
         self.high_watermark = self.high_watermark.min(end);
-        self.epochs.retain(|(_, start)| *start < end);
+        self.epochs.cut_at(end);
         for p in self.producers.values_mut() {
             p.batches.retain(|b| b.end_offset <= end);
         }
@@ -934,7 +879,7 @@ mod tests {
         st.note_epoch(2, 7);
         st.next_offset = 12;
         st.leader_epoch = 3;
-        assert_eq!(st.epochs, vec![(0, 0), (2, 7)]);
+        assert_eq!(st.epochs.entries(), &[(0, 0), (2, 7)]);
         assert_eq!(st.epoch_end(0), Some((0, 7)));
         assert_eq!(
             st.epoch_end(1),
@@ -948,7 +893,7 @@ mod tests {
             "the current epoch ends at the log end"
         );
         let older = PartitionState {
-            epochs: vec![(4, 100)],
+            epochs: EpochHistory::from_entries([(4, 100)]),
             leader_epoch: 4,
             next_offset: 120,
             ..Default::default()
@@ -963,7 +908,7 @@ mod tests {
             next_offset: 9,
             durable_end: 9,
             high_watermark: 6,
-            epochs: vec![(0, 0), (1, 6)],
+            epochs: EpochHistory::from_entries([(0, 0), (1, 6)]),
             ..Default::default()
         };
         st.record_sequence(7, 0, 0, 3, 3);
@@ -974,7 +919,7 @@ mod tests {
             (st.next_offset, st.durable_end, st.high_watermark),
             (6, 6, 6)
         );
-        assert_eq!(st.epochs, vec![(0, 0)]);
+        assert_eq!(st.epochs.entries(), &[(0, 0)]);
         let batches = &st.producers[&7].batches;
         assert_eq!(
             batches.len(),
@@ -1031,6 +976,6 @@ mod tests {
             .map(|e| (e.base_offset, e.end_offset))
             .collect();
         assert_eq!(ends, vec![(0, 3), (3, 6)]);
-        assert_eq!(st.epochs, vec![(0, 0), (1, 3)]);
+        assert_eq!(st.epochs.entries(), &[(0, 0), (1, 3)]);
     }
 }

@@ -106,17 +106,7 @@ pub(crate) fn check_leader(
     st: &crate::log::PartitionState,
     current_leader_epoch: i32,
 ) -> Option<i16> {
-    use crate::log::Role;
-    if !matches!(st.role, Role::Single | Role::Leader { .. }) {
-        return Some(ResponseError::NotLeaderOrFollower.code());
-    }
-    if current_leader_epoch >= 0 && current_leader_epoch < st.leader_epoch {
-        return Some(ResponseError::FencedLeaderEpoch.code());
-    }
-    if current_leader_epoch > st.leader_epoch {
-        return Some(ResponseError::UnknownLeaderEpoch.code());
-    }
-    None
+    sediment_replication::isr::check_leader(&st.role, st.leader_epoch, current_leader_epoch).err()
 }
 
 /// A listed broker: id, host, port, rack.
