@@ -13,7 +13,8 @@ pub mod config;
 pub mod disk;
 pub mod dynamic;
 pub mod follower;
-pub mod groups;
+/// The group coordinator (its own crate: it depends on nothing else of the broker).
+pub use sediment_coordinator as groups;
 pub mod handlers;
 pub mod health;
 pub mod http;
