@@ -9,7 +9,10 @@
 # image builder). tests/deploy/check.sh only lints this file (checkov, trivy config); the
 # first real build is the user's. docs/deployment.md says the same.
 
-ARG RUST_VERSION=1.85
+# The highest rust-version among the locked dependencies (foyer 0.22 needs 1.91; Cargo.toml's
+# workspace rust-version says less). Bookworm in both stages: the binary then also runs on the
+# Debian 12 instances of terraform/modules/brokers (glibc 2.36).
+ARG RUST_VERSION=1.91
 ARG DEBIAN_RELEASE=bookworm
 
 # ---------------------------------------------------------------------------- build stage
