@@ -202,6 +202,7 @@ impl Archive {
         let key = chunk_key(topic_id, seg, rg);
         let (store, meta, metrics) = (self.store.clone(), meta.clone(), self.metrics.clone());
         let path = ObjectPath::from(seg.path.as_str());
+        self.metrics.archive_cache_lookups.inc();
         let entry = self
             .chunks
             .get_or_fetch(&key, move || async move {
@@ -436,6 +437,7 @@ impl Archive {
                 self.metrics.clone(),
                 run.span.start,
             );
+            metrics.archive_cache_lookups.inc();
             self.chunks.get_or_fetch(&key, move || async move {
                 metrics.archive_cache_misses.inc();
                 let all = bytes.await.map_err(anyhow::Error::msg)?;

@@ -52,6 +52,7 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     // Gauges that are cheap to compute are taken now rather than at the last uploader pass.
     b.metrics.upload_lag_bytes.set(b.upload_lag_bytes() as i64);
     b.metrics.wal_disk_bytes.set(b.segments.disk_bytes() as i64);
+    b.refresh_group_lag().await;
     (
         [(
             header::CONTENT_TYPE,

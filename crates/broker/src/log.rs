@@ -294,6 +294,8 @@ pub struct Topic {
     /// The dynamic broker-level defaults (by topic-config name) in force when this topic was
     /// resolved; a topic's own configs win over them.
     pub defaults: Arc<BTreeMap<String, String>>,
+    /// Bytes and records in and out, counted under this topic's name.
+    pub io: crate::metrics::TopicCounters,
 }
 
 impl Topic {
@@ -384,6 +386,7 @@ impl Registry {
                 timestamp_after_max_ms: i64::MAX,
                 flush_on_append: false,
                 defaults: Arc::default(),
+                io: Default::default(),
             });
         };
         let mut partitions = by_name
@@ -424,6 +427,7 @@ impl Registry {
         let timestamp_after_max_ms = bound("message.timestamp.after.max.ms");
         let flush_on_append = get("flush.messages").is_some_and(|v| v.trim() == "1")
             || get("flush.ms").is_some_and(|v| v.trim() == "0");
+        let io = self.metrics.topic_counters(&meta.name);
         let topic = Arc::new(Topic {
             meta,
             partitions,
@@ -436,6 +440,7 @@ impl Registry {
             timestamp_after_max_ms,
             flush_on_append,
             defaults,
+            io,
         });
         if let Some(old) = by_name.insert(topic.meta.name.clone(), topic.clone()) {
             by_id.remove(&old.meta.id);
@@ -715,6 +720,13 @@ impl Sink for Registry {
             });
         }
         self.metrics.wal_written_bytes.inc_by(bytes);
+    }
+
+    fn sync_took(&self, took: std::time::Duration, entries: usize) {
+        self.metrics.wal_sync_seconds.observe(took.as_secs_f64());
+        self.metrics
+            .wal_group_commit_entries
+            .observe(entries as f64);
     }
 
     fn synced(&self, entries: &[(EntryMeta, Position)]) {

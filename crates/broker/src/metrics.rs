@@ -4,12 +4,60 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Labels of per-API counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct ApiLabel {
     pub api: String,
+}
+
+/// Labels of per-topic counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+/// Labels of per-listener gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ListenerLabel {
+    pub listener: String,
+}
+
+/// Labels of consumer-group lag gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct GroupPartitionLabel {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latencies: 100 us to about 13 s.
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// fdatasync latencies: 25 us to about 1.6 s.
+fn sync_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.000025, 2.0, 17))
+}
+
+/// Entries per group commit: 1 to 4096.
+fn group_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
+/// One topic's traffic counters, taken once when the topic is loaded so the hot paths do not
+/// look labels up.
+#[derive(Debug, Clone, Default)]
+pub struct TopicCounters {
+    pub bytes_in: Counter,
+    pub records_in: Counter,
+    pub bytes_out: Counter,
+    pub records_out: Counter,
 }
 
 /// Labels of per-partition gauges.
@@ -30,6 +78,27 @@ pub struct ReplicaLabel {
 /// The broker's metrics.
 pub struct Metrics {
     pub requests: Family<ApiLabel, Counter>,
+    /// Time from a request's arrival to its response being ready (long polls included, as
+    /// Kafka's TotalTimeMs), by API.
+    pub request_seconds: Histograms<ApiLabel>,
+    pub topic_bytes_in: Family<TopicLabel, Counter>,
+    pub topic_records_in: Family<TopicLabel, Counter>,
+    pub topic_bytes_out: Family<TopicLabel, Counter>,
+    pub topic_records_out: Family<TopicLabel, Counter>,
+    /// fdatasync latency of the WAL, and entries per group commit.
+    pub wal_sync_seconds: Histogram,
+    pub wal_group_commit_entries: Histogram,
+    /// Durable bytes not yet archived, per partition this broker archives.
+    pub partition_upload_lag_bytes: Family<PartitionLabel, Gauge>,
+    /// Archive chunk lookups in the read cache (hits = lookups - misses).
+    pub archive_cache_lookups: Counter,
+    /// Per group this broker coordinates: the partition's high watermark minus the
+    /// committed offset.
+    pub group_lag_offsets: Family<GroupPartitionLabel, Gauge>,
+    /// Open connections by listener.
+    pub listener_connections: Family<ListenerLabel, Gauge>,
+    /// Each API key's request counter and latency histogram, looked up once.
+    apis: std::sync::RwLock<std::collections::HashMap<i16, (Counter, Histogram)>>,
     pub produced_bytes: Counter,
     pub produced_records: Counter,
     pub fetched_bytes: Counter,
@@ -75,6 +144,18 @@ impl Default for Metrics {
         let requests = Family::<ApiLabel, Counter>::default();
         let m = Self {
             requests: requests.clone(),
+            request_seconds: Family::new_with_constructor(request_buckets),
+            topic_bytes_in: Family::default(),
+            topic_records_in: Family::default(),
+            topic_bytes_out: Family::default(),
+            topic_records_out: Family::default(),
+            wal_sync_seconds: sync_buckets(),
+            wal_group_commit_entries: group_buckets(),
+            partition_upload_lag_bytes: Family::default(),
+            archive_cache_lookups: Counter::default(),
+            group_lag_offsets: Family::default(),
+            listener_connections: Family::default(),
+            apis: Default::default(),
             produced_bytes: Counter::default(),
             produced_records: Counter::default(),
             fetched_bytes: Counter::default(),
@@ -106,6 +187,61 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests handled, by API", requests);
+        registry.register(
+            "request_seconds",
+            "Time from a request's arrival to its response (long polls included), by API",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "topic_bytes_in",
+            "Record batch bytes produced, by topic",
+            m.topic_bytes_in.clone(),
+        );
+        registry.register(
+            "topic_records_in",
+            "Records produced, by topic",
+            m.topic_records_in.clone(),
+        );
+        registry.register(
+            "topic_bytes_out",
+            "Record batch bytes returned to consumers and followers, by topic",
+            m.topic_bytes_out.clone(),
+        );
+        registry.register(
+            "topic_records_out",
+            "Records returned to consumers and followers, by topic",
+            m.topic_records_out.clone(),
+        );
+        registry.register(
+            "wal_sync_seconds",
+            "WAL fdatasync latency",
+            m.wal_sync_seconds.clone(),
+        );
+        registry.register(
+            "wal_group_commit_entries",
+            "WAL entries made durable by one fdatasync",
+            m.wal_group_commit_entries.clone(),
+        );
+        registry.register(
+            "partition_upload_lag_bytes",
+            "Durable bytes not yet archived, by partition",
+            m.partition_upload_lag_bytes.clone(),
+        );
+        registry.register(
+            "archive_cache_lookups",
+            "Archive row-group lookups in the read cache (hit ratio: 1 - misses / lookups)",
+            m.archive_cache_lookups.clone(),
+        );
+        registry.register(
+            "group_lag_offsets",
+            "Consumer-group lag (high watermark minus committed offset), by group and partition, on the group's coordinator",
+            m.group_lag_offsets.clone(),
+        );
+        registry.register(
+            "listener_connections",
+            "Open client connections, by listener",
+            m.listener_connections.clone(),
+        );
         registry.register(
             "produced_bytes",
             "Record batch bytes accepted",
@@ -252,6 +388,39 @@ impl Default for Metrics {
 
 impl Metrics {
     /// The text exposition format.
+    /// The request counter and latency histogram of API `key` (its name as the label; an
+    /// unknown key counts under its number).
+    pub fn api(&self, key: i16) -> (Counter, Histogram) {
+        if let Some(h) = self.apis.read().ok().and_then(|m| m.get(&key).cloned()) {
+            return h;
+        }
+        let name = kafka_protocol::messages::ApiKey::try_from(key)
+            .map(|k| format!("{k:?}"))
+            .unwrap_or_else(|_| key.to_string());
+        let label = ApiLabel { api: name };
+        let pair = (
+            self.requests.get_or_create(&label).clone(),
+            self.request_seconds.get_or_create(&label).clone(),
+        );
+        if let Ok(mut m) = self.apis.write() {
+            m.insert(key, pair.clone());
+        }
+        pair
+    }
+
+    /// The traffic counters of `topic`.
+    pub fn topic_counters(&self, topic: &str) -> TopicCounters {
+        let l = TopicLabel {
+            topic: topic.to_string(),
+        };
+        TopicCounters {
+            bytes_in: self.topic_bytes_in.get_or_create(&l).clone(),
+            records_in: self.topic_records_in.get_or_create(&l).clone(),
+            bytes_out: self.topic_bytes_out.get_or_create(&l).clone(),
+            records_out: self.topic_records_out.get_or_create(&l).clone(),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use sediment_protocol::frame::{read_frame, write_frame, FrameError};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +35,9 @@ pub enum Reply {
     /// Close the connection after the responses already queued.
     Close,
 }
+
+/// The name of the (one) Kafka listener in metrics.
+const LISTENER: &str = "kafka";
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,9 +65,18 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
                     }
                     let (b, open) = (broker.clone(), open.clone());
                     conns.spawn(async move {
+                        let by_listener = b
+                            .metrics
+                            .listener_connections
+                            .get_or_create(&crate::metrics::ListenerLabel {
+                                listener: LISTENER.to_string(),
+                            })
+                            .clone();
                         b.metrics.connections.inc();
+                        by_listener.inc();
                         serve_connection(b.clone(), stream).await;
                         b.metrics.connections.dec();
+                        by_listener.dec();
                         open.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
@@ -144,7 +157,28 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
                 break;
             }
         };
-        let reply = handlers::dispatch(&broker, frame, &peer_name).await;
+        // Counted and timed by API (the frame's first two bytes), until the response is ready.
+        let (count, latency) = broker.metrics.api(
+            frame
+                .get(..2)
+                .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]])),
+        );
+        count.inc();
+        let began = std::time::Instant::now();
+        let reply = match handlers::dispatch(&broker, frame, &peer_name).await {
+            Reply::Later(fut) => Reply::Later(
+                async move {
+                    let r = fut.await;
+                    latency.observe(began.elapsed().as_secs_f64());
+                    r
+                }
+                .boxed(),
+            ),
+            other => {
+                latency.observe(began.elapsed().as_secs_f64());
+                other
+            }
+        };
         let close = matches!(reply, Reply::Close);
         if tx.send(reply).await.is_err() || close {
             break;

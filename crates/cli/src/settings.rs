@@ -8,6 +8,13 @@ use clap::Args;
 use sediment_broker::config::defaults as D;
 use serde::Deserialize;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Flags and environment variables. Every value is optional here so that the layers can be
 /// told apart; defaults are applied in [`Settings::resolve`].
 #[derive(Args, Debug, Default)]
@@ -119,6 +126,10 @@ pub struct ServeArgs {
     /// Cluster mode: this broker's rack (replicas of a partition are spread across racks)
     #[arg(long, env = "SEDIMENT_RACK")]
     pub rack: Option<String>,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log pipelines);
+    /// a flag or environment setting only, since logging starts before the config file is read
+    #[arg(long, env = "SEDIMENT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Cluster mode: replicas of topics created with replication factor -1 (auto-created ones
     /// too)
     #[arg(long, env = "SEDIMENT_DEFAULT_REPLICATION_FACTOR")]
@@ -490,6 +501,7 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
             D::BROKER_SESSION_TIMEOUT_MS.to_string(),
         ),
         ("rack", "none".into()),
+        ("log_format", "text".into()),
         ("default_replication_factor", "min(3, live brokers)".into()),
         (
             "replica_lag_time_max_ms",

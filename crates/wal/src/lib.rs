@@ -125,6 +125,8 @@ impl Append {
 pub trait Sink: Send + Sync + 'static {
     fn written(&self, entries: &[(EntryMeta, Position)]);
     fn synced(&self, entries: &[(EntryMeta, Position)]);
+    /// One fdatasync took `took` and made `entries` entries durable (for metrics).
+    fn sync_took(&self, _took: std::time::Duration, _entries: usize) {}
 }
 
 /// Settings of the log.

@@ -341,6 +341,7 @@ pub(crate) fn sync_loop(
         let mut groups = vec![first];
         groups.extend(rx.try_iter());
         let Some(last) = groups.last() else { continue };
+        let began = std::time::Instant::now();
         let result = if failed.load(Ordering::SeqCst) {
             Err(WalError::Failed)
         } else if sync {
@@ -362,6 +363,7 @@ pub(crate) fn sync_loop(
             .iter()
             .flat_map(|g| g.entries.iter().copied())
             .collect();
+        sink.sync_took(began.elapsed(), entries.len());
         sink.synced(&entries);
         for g in groups {
             for (a, (_, pos)) in g.group.into_iter().zip(&g.entries) {

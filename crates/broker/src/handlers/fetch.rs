@@ -21,6 +21,7 @@ use sediment_wal::Position;
 use tokio::time::Instant;
 
 use super::{encode, ResponseError};
+use crate::log::Topic;
 use crate::server::Reply;
 use crate::Broker;
 
@@ -42,6 +43,8 @@ enum Source {
 
 struct Plan {
     topic: usize,
+    /// The topic, when it exists (its traffic counters).
+    of: Option<Arc<Topic>>,
     data: PartitionData,
     source: Source,
 }
@@ -95,6 +98,7 @@ async fn read_now(
                 has_error = true;
                 plans.push(Plan {
                     topic: ti,
+                    of: None,
                     data: pd,
                     source: Source::Nothing,
                 });
@@ -129,6 +133,7 @@ async fn read_now(
                     drop(st);
                     plans.push(Plan {
                         topic: ti,
+                        of: None,
                         data: pd,
                         source: Source::Nothing,
                     });
@@ -188,6 +193,7 @@ async fn read_now(
             }
             plans.push(Plan {
                 topic: ti,
+                of: Some(topic.clone()),
                 data: pd,
                 source,
             });
@@ -283,6 +289,14 @@ async fn read_now(
         }
         if version < 11 {
             plan.data.preferred_read_replica = (-1).into();
+        }
+        if let (Some(t), Some(records)) = (&plan.of, &plan.data.records) {
+            if !records.is_empty() {
+                t.io.bytes_out.inc_by(records.len() as u64);
+                let spans = sediment_protocol::batch::spans(records);
+                t.io.records_out
+                    .inc_by(spans.iter().map(|s| s.record_count.max(0) as u64).sum());
+            }
         }
         resp.responses[plan.topic].partitions.push(plan.data);
     }

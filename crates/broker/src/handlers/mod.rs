@@ -61,7 +61,6 @@ use sediment_meta::MetaError;
 use sediment_protocol::versions;
 use tracing::{error, warn};
 
-use crate::metrics::ApiLabel;
 use crate::server::Reply;
 use crate::Broker;
 
@@ -193,13 +192,6 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
         }
     };
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
-    broker
-        .metrics
-        .requests
-        .get_or_create(&ApiLabel {
-            api: format!("{key:?}"),
-        })
-        .inc();
 
     macro_rules! decode {
         ($req:ty) => {

@@ -364,6 +364,8 @@ async fn append_partition(
         .produced_records
         .inc_by(info.record_count as u64);
     broker.metrics.produced_bytes.inc_by(records.len() as u64);
+    topic.io.records_in.inc_by(info.record_count as u64);
+    topic.io.bytes_in.inc_by(records.len() as u64);
     Outcome::Queued {
         base_offset,
         log_start_offset: st.log_start_offset,
