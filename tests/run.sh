@@ -11,7 +11,8 @@
 # 2. cargo build --workspace --bins;
 # 3. cargo nextest run --workspace (cargo test --workspace without nextest);
 # 4. the integration tests: .venv/bin/pytest -v tests/integration, against the built broker;
-# 5. librdkafka's own integration tests (tests/librdkafka/run.sh, the list in tests.txt).
+# 5. the deployment checks (tests/deploy/check.sh: chart, Terraform, Dockerfile);
+# 6. librdkafka's own integration tests (tests/librdkafka/run.sh, the list in tests.txt).
 # Exits non-zero if any step fails. Steps 3 and 4 both run even if one of them fails.
 set -euo pipefail
 
@@ -110,6 +111,15 @@ fi
 # ------------------------------------------------------------ integration tests
 say "pytest tests/integration (SEDIMENT_BIN=$SEDIMENT_BIN)"
 .venv/bin/pytest -v tests/integration "$@" || failed+=("pytest tests/integration")
+
+# ------------------------------------------------------------ deployment checks
+# The Helm chart, Terraform modules, Dockerfile and compose file, with the real tools
+# (helm, kubernetes-validate, terraform with an offline AWS provider, checkov, trivy), which
+# tests/deploy/check.sh installs into .deploy-tools. Skipped with pytest args, as below.
+if (($# == 0)); then
+  say "deployment checks (tests/deploy/check.sh)"
+  bash tests/deploy/check.sh || failed+=("deployment checks")
+fi
 
 # ------------------------------------------------- librdkafka's own integration tests
 # The pinned list of tests/librdkafka/tests.txt, built from librdkafka's source (crates.io's

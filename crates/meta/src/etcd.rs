@@ -583,23 +583,29 @@ impl EtcdMetaStore {
         }
     }
 
-    /// [`Self::call`] for a request that can be made again: one that could not reach its etcd
-    /// member (the connection was refused: it was never sent) is sent again, a few times, so
-    /// that with several endpoints a dead member costs a retry and not a failed operation.
+    /// [`Self::call`] for a KV request that can be made again (see [`Self::retry_unsent`]).
     pub(crate) async fn call_again<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
     where
         F: FnMut(etcd_client::KvClient) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
+        self.retry_unsent(what, || request(self.client.kv_client()))
+            .await
+    }
+
+    /// [`Self::call`] for a request that can be made again: one that could not reach its etcd
+    /// member (the connection was refused: it was never sent) is sent again, a few times, so
+    /// that with several endpoints a dead member costs a retry and not a failed operation
+    /// (the client's channel moves on to the next endpoint).
+    pub(crate) async fn retry_unsent<T, F, Fut>(&self, what: &str, mut request: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match tokio::time::timeout(
-                self.options.request_timeout,
-                request(self.client.kv_client()),
-            )
-            .await
-            {
+            match tokio::time::timeout(self.options.request_timeout, request()).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e)) if attempt < UNREACHABLE_RETRIES && never_sent(&e) => {
                     tracing::debug!(what, error = %e, "an etcd member is unreachable; trying again");

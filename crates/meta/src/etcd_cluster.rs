@@ -102,7 +102,10 @@ impl ClusterMeta for EtcdMetaStore {
         let ttl = ttl_seconds(session_timeout);
         let mut lease_client = self.client.lease_client();
         let lease = self
-            .call("granting a broker lease", lease_client.grant(ttl, None))
+            .retry_unsent("granting a broker lease", || {
+                let mut leases = self.client.lease_client();
+                async move { leases.grant(ttl, None).await }
+            })
             .await?
             .id();
         let key = self.broker_key(registration.broker_id);
@@ -132,10 +135,10 @@ impl ClusterMeta for EtcdMetaStore {
             };
         }
         let stream = self
-            .call(
-                "keeping a broker lease alive",
-                lease_client.keep_alive(lease),
-            )
+            .retry_unsent("keeping a broker lease alive", || {
+                let mut leases = self.client.lease_client();
+                async move { leases.keep_alive(lease).await }
+            })
             .await?;
         let (lost_tx, lost) = watch::channel(false);
         let (release, mut released) = oneshot::channel::<()>();
@@ -351,14 +354,16 @@ impl ClusterMeta for EtcdMetaStore {
 
     async fn delete_partition_states(&self, topic_id: Uuid) -> Result<()> {
         let prefix = self.partitions_prefix(topic_id);
-        let mut kv = self.client.kv_client();
-        self.call(
-            &format!("deleting partitions of {topic_id}"),
-            kv.delete(
-                prefix.as_str(),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            ),
-        )
+        self.call_again(&format!("deleting partitions of {topic_id}"), |mut kv| {
+            let prefix = prefix.clone();
+            async move {
+                kv.delete(
+                    prefix.as_str(),
+                    Some(etcd_client::DeleteOptions::new().with_prefix()),
+                )
+                .await
+            }
+        })
         .await?;
         Ok(())
     }
@@ -369,12 +374,15 @@ impl ClusterMeta for EtcdMetaStore {
         let root = format!("{}/", self.keys.root);
         // The first watch is made here so a caller that reads state after `watch` returns
         // misses nothing; later ones are re-made by the task.
-        let mut watcher = self.client.watch_client();
         let mut stream = self
-            .call(
-                "watching the cluster",
-                watcher.watch(root.as_str(), Some(WatchOptions::new().with_prefix())),
-            )
+            .retry_unsent("watching the cluster", || {
+                let (mut watcher, root) = (self.client.watch_client(), root.clone());
+                async move {
+                    watcher
+                        .watch(root.as_str(), Some(WatchOptions::new().with_prefix()))
+                        .await
+                }
+            })
             .await?;
         tokio::spawn(async move {
             let mut next_revision = 0i64;

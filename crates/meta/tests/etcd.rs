@@ -1198,3 +1198,28 @@ async fn the_watch_shows_other_brokers_changes_within_a_second_and_resyncs_after
     .await;
     assert_eq!(e, ClusterEvent::TopicChanged("after".into()));
 }
+
+#[tokio::test]
+async fn a_broker_registers_and_watches_when_its_first_etcd_endpoint_is_dead() {
+    let etcd = Etcd::start().await;
+    // The first endpoint refuses connections (nothing listens there), as when one member of
+    // a three-member etcd is down while a broker starts.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut endpoints = vec![dead];
+    endpoints.extend(etcd.endpoints());
+    for round in 0..5 {
+        let store = EtcdMetaStore::connect(&endpoints, &format!("/dead-first-{round}"))
+            .await
+            .expect("connect");
+        let reg = store
+            .register_broker(&registration(1), Duration::from_secs(2))
+            .await
+            .expect("registering with a dead first endpoint");
+        let _events = store
+            .watch()
+            .await
+            .expect("watching with a dead first endpoint");
+        assert_eq!(live_ids(&store).await, vec![1]);
+        reg.release().await;
+    }
+}
