@@ -8,6 +8,7 @@ mod bench;
 mod bench_tier;
 mod cluster;
 mod groups;
+mod records;
 mod serve;
 mod settings;
 mod topics;
@@ -42,6 +43,15 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Measure produce and consume throughput and produce latency against a running broker.
     Bench(bench::BenchArgs),
+    /// Produce records read from stdin, one per line (kcat -P).
+    Produce(records::ProduceArgs),
+    /// Print a topic's records as text or JSON lines (kcat -C).
+    Consume(records::ConsumeArgs),
+    /// Print a shell completion script: `sediment completion bash > /etc/bash_completion.d/sediment`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// The command line, with each `serve` flag's default added to its help.
@@ -85,6 +95,12 @@ fn main() -> std::process::ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Produce(args) => records::produce(args).await,
+            Command::Consume(args) => records::consume(args).await,
+            Command::Completion { shell } => {
+                clap_complete::generate(shell, &mut command(), "sediment", &mut std::io::stdout());
+                Ok(())
+            }
         }
     });
     match result {
