@@ -7,6 +7,7 @@ mod admin;
 mod bench;
 mod bench_tier;
 mod cluster;
+mod configs;
 mod groups;
 mod records;
 mod serve;
@@ -43,6 +44,8 @@ enum Command {
     Cluster(cluster::ClusterArgs),
     /// Measure produce and consume throughput and produce latency against a running broker.
     Bench(bench::BenchArgs),
+    /// Describe or alter topic and broker configs (kafka-configs.sh).
+    Configs(configs::ConfigsArgs),
     /// Produce records read from stdin, one per line (kcat -P).
     Produce(records::ProduceArgs),
     /// Print a topic's records as text or JSON lines (kcat -C).
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
             Command::Groups(args) => groups::run(args).await,
             Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Configs(args) => configs::run(args).await,
             Command::Produce(args) => records::produce(args).await,
             Command::Consume(args) => records::consume(args).await,
             Command::Completion { shell } => {

@@ -38,6 +38,19 @@ enum TopicsCommand {
     Describe { name: String },
     /// Delete a topic.
     Delete { name: String },
+    /// Add partitions to a topic, or change its configs.
+    Alter {
+        name: String,
+        /// The new partition count (partitions can only be added, as in Kafka).
+        #[arg(long, short)]
+        partitions: Option<i32>,
+        /// A config to set, repeatable: --config retention.ms=3600000
+        #[arg(long = "config", short = 'c')]
+        configs: Vec<String>,
+        /// A config to delete (back to its default), repeatable.
+        #[arg(long = "delete-config")]
+        delete_configs: Vec<String>,
+    },
 }
 
 fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()> {
@@ -183,6 +196,43 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                         c.value.as_ref().map(|v| v.as_str()).unwrap_or("")
                     );
                 }
+            }
+        }
+        TopicsCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
+                bail!("nothing to change: give --partitions, --config or --delete-config");
+            }
+            if let Some(count) = partitions {
+                use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+                let mut t = CreatePartitionsTopic::default();
+                t.name = name_of(&name);
+                t.count = count;
+                t.assignments = None;
+                let mut req = kafka_protocol::messages::CreatePartitionsRequest::default();
+                req.topics = vec![t];
+                req.timeout_ms = 30_000;
+                let resp = client.send(1, &req).await?;
+                for r in resp.results {
+                    check(
+                        r.error_code,
+                        r.error_message.as_ref(),
+                        &format!("adding partitions to {name}"),
+                    )?;
+                }
+                println!("{name} now has {count} partitions");
+            }
+            if !configs.is_empty() || !delete_configs.is_empty() {
+                crate::configs::alter(&client, (2, name.clone()), &configs, &delete_configs)
+                    .await?;
+                println!(
+                    "altered {} config(s) of {name}",
+                    configs.len() + delete_configs.len()
+                );
             }
         }
         TopicsCommand::Delete { name } => {
