@@ -97,9 +97,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                  directory, so this only works with all brokers on one machine"
             );
         }
-        let etcd = EtcdMetaStore::connect(&s.etcd_endpoints, &s.etcd_prefix)
-            .await
-            .with_context(|| format!("connecting to etcd at {}", s.etcd_endpoints.join(",")))?;
+        let etcd =
+            EtcdMetaStore::connect_with(&s.etcd_endpoints, &s.etcd_prefix, etcd_options(&s)?)
+                .await
+                .with_context(|| format!("connecting to etcd at {}", s.etcd_endpoints.join(",")))?;
         // Each partition's older segment entries live in manifest objects beside the segments,
         // so etcd's share stays bounded (ADR 0024).
         let etcd = Arc::new(etcd.with_manifests(store.store.clone(), store.prefix.clone()));
@@ -165,4 +166,37 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+/// The etcd connection's user and TLS settings, read from the files the settings name.
+fn etcd_options(s: &Settings) -> anyhow::Result<sediment_meta::etcd::EtcdOptions> {
+    use sediment_meta::etcd::{EtcdOptions, EtcdTls, EtcdUser};
+    let read = |flag: &str, p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("{flag} {}", p.display()))
+    };
+    let mut o = EtcdOptions::default();
+    if let (Some(name), Some(file)) = (&s.etcd_username, &s.etcd_password_file) {
+        let text = String::from_utf8(read("--etcd-password-file", file)?)
+            .with_context(|| format!("--etcd-password-file {}: not UTF-8", file.display()))?;
+        let password = text.lines().next().unwrap_or("").to_string();
+        if password.is_empty() {
+            bail!("--etcd-password-file {}: empty", file.display());
+        }
+        o.user = Some(EtcdUser {
+            name: name.clone(),
+            password,
+        });
+    }
+    if s.etcd_ca_file.is_some() || s.etcd_cert_file.is_some() {
+        let mut tls = EtcdTls::default();
+        if let Some(p) = &s.etcd_ca_file {
+            tls.ca_pem = Some(read("--etcd-ca-file", p)?);
+        }
+        if let (Some(c), Some(k)) = (&s.etcd_cert_file, &s.etcd_key_file) {
+            tls.client_cert_pem = Some(read("--etcd-cert-file", c)?);
+            tls.client_key_pem = Some(read("--etcd-key-file", k)?);
+        }
+        o.tls = Some(tls);
+    }
+    Ok(o)
 }

@@ -120,6 +120,22 @@ pub struct ServeArgs {
     /// Key prefix of this cluster in etcd (several clusters can share one etcd)
     #[arg(long, env = "SEDIMENT_ETCD_PREFIX")]
     pub etcd_prefix: Option<String>,
+    /// Cluster mode: etcd user (etcd's `auth enable`); needs --etcd-password-file
+    #[arg(long, env = "SEDIMENT_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    /// Cluster mode: file holding the etcd user's password (its first line)
+    #[arg(long, env = "SEDIMENT_ETCD_PASSWORD_FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+    /// Cluster mode: PEM CA certificate that signed etcd's server certificates (TLS to etcd;
+    /// endpoints must be https://)
+    #[arg(long, env = "SEDIMENT_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Cluster mode: PEM client certificate for etcd's --client-cert-auth (with --etcd-key-file)
+    #[arg(long, env = "SEDIMENT_ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Cluster mode: PEM private key of --etcd-cert-file
+    #[arg(long, env = "SEDIMENT_ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<PathBuf>,
     /// Cluster mode: how long after a broker stops renewing its etcd lease it counts as dead
     #[arg(long, env = "SEDIMENT_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
@@ -179,6 +195,11 @@ struct FileSettings {
     max_decompressed_batch_bytes: Option<usize>,
     etcd_endpoints: Option<String>,
     etcd_prefix: Option<String>,
+    etcd_username: Option<String>,
+    etcd_password_file: Option<PathBuf>,
+    etcd_ca_file: Option<PathBuf>,
+    etcd_cert_file: Option<PathBuf>,
+    etcd_key_file: Option<PathBuf>,
     broker_session_timeout_ms: Option<u64>,
     rack: Option<String>,
     default_replication_factor: Option<i32>,
@@ -228,6 +249,11 @@ pub struct Settings {
     /// Cluster mode when not empty.
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
+    pub etcd_username: Option<String>,
+    pub etcd_password_file: Option<PathBuf>,
+    pub etcd_ca_file: Option<PathBuf>,
+    pub etcd_cert_file: Option<PathBuf>,
+    pub etcd_key_file: Option<PathBuf>,
     pub broker_session_timeout_ms: u64,
     pub rack: Option<String>,
     pub default_replication_factor: Option<i32>,
@@ -360,6 +386,11 @@ impl Settings {
                 .etcd_prefix
                 .or(file.etcd_prefix)
                 .unwrap_or_else(|| D::ETCD_PREFIX.into()),
+            etcd_username: args.etcd_username.or(file.etcd_username),
+            etcd_password_file: args.etcd_password_file.or(file.etcd_password_file),
+            etcd_ca_file: args.etcd_ca_file.or(file.etcd_ca_file),
+            etcd_cert_file: args.etcd_cert_file.or(file.etcd_cert_file),
+            etcd_key_file: args.etcd_key_file.or(file.etcd_key_file),
             broker_session_timeout_ms: args
                 .broker_session_timeout_ms
                 .or(file.broker_session_timeout_ms)
@@ -418,6 +449,16 @@ impl Settings {
         if s.default_replication_factor.is_some_and(|n| n < 1) {
             bail!("--default-replication-factor must be at least 1");
         }
+        if s.etcd_username.is_some() != s.etcd_password_file.is_some() {
+            bail!("--etcd-username and --etcd-password-file go together");
+        }
+        if s.etcd_cert_file.is_some() != s.etcd_key_file.is_some() {
+            bail!("--etcd-cert-file and --etcd-key-file go together");
+        }
+        let tls = s.etcd_ca_file.is_some() || s.etcd_cert_file.is_some();
+        if tls && s.etcd_endpoints.iter().any(|e| !e.starts_with("https://")) {
+            bail!("etcd TLS settings need https:// etcd endpoints");
+        }
         if s.etcd_endpoints.is_empty() {
             let cluster_only = [
                 ("--rack", s.rack.is_some()),
@@ -425,6 +466,11 @@ impl Settings {
                     "--default-replication-factor",
                     s.default_replication_factor.is_some(),
                 ),
+                ("--etcd-username", s.etcd_username.is_some()),
+                ("--etcd-password-file", s.etcd_password_file.is_some()),
+                ("--etcd-ca-file", s.etcd_ca_file.is_some()),
+                ("--etcd-cert-file", s.etcd_cert_file.is_some()),
+                ("--etcd-key-file", s.etcd_key_file.is_some()),
             ];
             if let Some((flag, _)) = cluster_only.iter().find(|(_, set)| *set) {
                 bail!("{flag} applies to cluster mode only: give --etcd-endpoints too");
@@ -502,6 +548,11 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
         ),
         ("rack", "none".into()),
         ("log_format", "text".into()),
+        ("etcd_username", "none".into()),
+        ("etcd_password_file", "none".into()),
+        ("etcd_ca_file", "none".into()),
+        ("etcd_cert_file", "none".into()),
+        ("etcd_key_file", "none".into()),
         ("default_replication_factor", "min(3, live brokers)".into()),
         (
             "replica_lag_time_max_ms",

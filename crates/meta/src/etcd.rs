@@ -80,6 +80,45 @@ pub struct EtcdOptions {
     /// With a manifest store: a partition keeps at most this many segments as etcd keys; the
     /// next one folds them into a manifest object.
     pub fold_segments_at: usize,
+    /// etcd's authentication (`etcdctl auth enable`): a user and its password.
+    pub user: Option<EtcdUser>,
+    /// TLS to etcd (endpoints then are `https://`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// An etcd user; the password is never printed.
+#[derive(Clone)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdUser")
+            .field("name", &self.name)
+            .field("password", &"(redacted)")
+            .finish()
+    }
+}
+
+/// TLS to etcd, from PEM files' contents: the CA that signed etcd's certificates (else the
+/// system's roots are not used: give it), and a client certificate and key for etcd's
+/// `--client-cert-auth`.
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub client_cert_pem: Option<Vec<u8>>,
+    pub client_key_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .finish()
+    }
 }
 
 impl Default for EtcdOptions {
@@ -90,6 +129,8 @@ impl Default for EtcdOptions {
             max_attempts: 32,
             max_txn_ops: 128,
             fold_segments_at: 32,
+            user: None,
+            tls: None,
         }
     }
 }
@@ -463,10 +504,35 @@ impl EtcdMetaStore {
         if endpoints.is_empty() {
             return Err(MetaError::Invalid("no etcd endpoints given".into()));
         }
-        let connect = ConnectOptions::new()
+        let mut connect = ConnectOptions::new()
             .with_connect_timeout(options.connect_timeout)
             .with_timeout(options.request_timeout)
             .with_keep_alive(Duration::from_secs(10), options.request_timeout);
+        if let Some(u) = &options.user {
+            connect = connect.with_user(u.name.clone(), u.password.clone());
+        }
+        if let Some(tls) = &options.tls {
+            if endpoints.iter().any(|e| !e.starts_with("https://")) {
+                return Err(MetaError::Invalid(
+                    "etcd TLS settings need https:// endpoints".into(),
+                ));
+            }
+            let mut t = etcd_client::TlsOptions::new();
+            if let Some(ca) = &tls.ca_pem {
+                t = t.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            match (&tls.client_cert_pem, &tls.client_key_pem) {
+                (Some(c), Some(k)) => t = t.identity(etcd_client::Identity::from_pem(c, k)),
+                (None, None) => {}
+                _ => {
+                    return Err(MetaError::Invalid(
+                        "an etcd client certificate needs its key, and a key its certificate"
+                            .into(),
+                    ))
+                }
+            }
+            connect = connect.with_tls(t);
+        }
         let client = match tokio::time::timeout(
             options.connect_timeout,
             Client::connect(endpoints, Some(connect)),
