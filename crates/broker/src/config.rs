@@ -28,7 +28,10 @@ pub mod defaults {
     /// The WAL budget when the filesystem does not make it smaller.
     pub const WAL_BUDGET_MAX_BYTES: u64 = 4 * 1024 * 1024 * 1024;
     pub const WAL_RETAIN_BYTES: u64 = 1024 * 1024 * 1024;
-    pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+    /// A segment object smaller than this is one PUT; a larger one is a multipart upload of
+    /// parts this size. Twice the default segment size, so default segments (whose Parquet
+    /// files come out near `SEGMENT_BYTES`) cost one request each: 16 PUTs per GiB.
+    pub const MULTIPART_PART_BYTES: usize = 128 * 1024 * 1024;
     /// The archive cache's memory when the machine's size is not taken into account.
     pub const CACHE_MEMORY_MIN_BYTES: usize = 256 * 1024 * 1024;
     pub const CACHE_DISK_BYTES: usize = 1024 * 1024 * 1024;

@@ -311,10 +311,11 @@ impl Broker {
             }
         }
         // Partitions are encoded and uploaded concurrently: encoding is CPU-bound (one blocking
-        // thread each) and uploads wait on the network.
+        // thread each) and uploads wait on the network. At most four at once: each holds up
+        // to a part (`--multipart-part-bytes`) in memory.
         let concurrency = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
-            .max(2);
+            .clamp(2, 4);
         let done = futures::stream::iter(due)
             .map(|(topic, i, partition)| async move {
                 let result = self.upload_partition(&topic, i, &partition).await;

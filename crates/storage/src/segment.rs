@@ -476,8 +476,8 @@ pub fn encode_segment(
 }
 
 /// A `std::io::Write` that streams a new object into the store from a blocking thread:
-/// bytes are handed over in parts of `part_bytes`, and an object larger than that becomes a
-/// multipart upload. Nothing is visible under the path until [`ObjectWrite::finish`] completes.
+/// bytes are handed over in parts of `part_bytes`; an object smaller than that is one PUT, a
+/// larger one a multipart upload (create, a PUT per part, complete). Nothing is visible under the path until [`ObjectWrite::finish`] completes.
 pub struct ObjectWrite {
     /// `None` once finished or aborted; dropped with `Some`, the write is aborted.
     sink: Option<Sink>,
@@ -513,7 +513,8 @@ impl ObjectWrite {
         Self {
             sink: Some(Sink::Runtime {
                 handle,
-                inner: BufWriter::with_capacity(store, path, part_bytes),
+                // At most two parts in flight: with large parts, memory is what bounds them.
+                inner: BufWriter::with_capacity(store, path, part_bytes).with_max_concurrency(2),
             }),
             pending: Vec::new(),
             part_bytes,
@@ -1509,5 +1510,30 @@ mod abort_tests {
             .head(&ObjectPath::from("seg.parquet"))
             .await
             .is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_object_smaller_than_a_part_is_one_put_and_a_larger_one_multipart() {
+        for (size, multipart) in [(3 * MIN_PART_BYTES - 1, 0), (3 * MIN_PART_BYTES, 1)] {
+            let store = Arc::new(Counting::default());
+            let (s, handle) = (store.clone(), tokio::runtime::Handle::current());
+            std::thread::spawn(move || {
+                let mut w = ObjectWrite::new(
+                    handle,
+                    s as Arc<dyn ObjectStore>,
+                    ObjectPath::from("seg.parquet"),
+                    3 * MIN_PART_BYTES,
+                );
+                for chunk in vec![1u8; size].chunks(1 << 20) {
+                    w.write_all(chunk).unwrap();
+                }
+                w.finish().unwrap();
+            })
+            .join()
+            .unwrap();
+            assert_eq!(store.counts[0].load(Ordering::SeqCst), multipart, "{size} bytes");
+            let got = store.inner.head(&ObjectPath::from("seg.parquet")).await.unwrap();
+            assert_eq!(got.size as usize, size);
+        }
     }
 }
