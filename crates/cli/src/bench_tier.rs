@@ -91,8 +91,7 @@ pub enum Payload {
     Json,
 }
 
-/// Codec of the batches the benchmark produces (the broker decompresses each one to validate
-/// its records, so this measures that cost).
+/// A batch codec on the command line (the benchmark's batches, `sediment produce`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
     None,
@@ -103,7 +102,7 @@ pub enum Codec {
 }
 
 impl Codec {
-    fn compression(self) -> Compression {
+    pub fn compression(self) -> Compression {
         match self {
             Codec::None => Compression::None,
             Codec::Gzip => Compression::Gzip,

@@ -22,32 +22,12 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::RecordBatchDecoder;
 use sediment_protocol::batch::{self, NewRecord, Producer};
 use sediment_protocol::client::Client;
 
 use crate::admin::{error_name, BrokerAddr};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Codec {
-    None,
-    Gzip,
-    Snappy,
-    Lz4,
-    Zstd,
-}
-
-impl From<Codec> for Compression {
-    fn from(c: Codec) -> Self {
-        match c {
-            Codec::None => Compression::None,
-            Codec::Gzip => Compression::Gzip,
-            Codec::Snappy => Compression::Snappy,
-            Codec::Lz4 => Compression::Lz4,
-            Codec::Zstd => Compression::Zstd,
-        }
-    }
-}
+use crate::bench_tier::Codec;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Acks {
@@ -340,7 +320,7 @@ async fn send_batch(
     partition: i32,
     records: &[NewRecord],
 ) -> anyhow::Result<()> {
-    let body = batch::encode(records, Producer::NONE, args.compression.into())
+    let body = batch::encode(records, Producer::NONE, args.compression.compression())
         .map_err(anyhow::Error::msg)?;
     let mut pd = PartitionProduceData::default();
     pd.index = partition;

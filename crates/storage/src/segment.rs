@@ -1531,8 +1531,16 @@ mod abort_tests {
             })
             .join()
             .unwrap();
-            assert_eq!(store.counts[0].load(Ordering::SeqCst), multipart, "{size} bytes");
-            let got = store.inner.head(&ObjectPath::from("seg.parquet")).await.unwrap();
+            assert_eq!(
+                store.counts[0].load(Ordering::SeqCst),
+                multipart,
+                "{size} bytes"
+            );
+            let got = store
+                .inner
+                .head(&ObjectPath::from("seg.parquet"))
+                .await
+                .unwrap();
             assert_eq!(got.size as usize, size);
         }
     }
