@@ -47,7 +47,7 @@ from kafkautil import (Rec, assert_dense, confluent_admin, confluent_producer, c
 
 MiB = 1024 * 1024
 WAL_SEGMENT_BYTES = 65536
-PART_BYTES = 8 * MiB  # the broker's default --multipart-part-bytes
+PART_BYTES = 8 * MiB  # --multipart-part-bytes of the multipart test (the default is 128 MiB)
 SEGMENT_NAME = re.compile(r"partition=(\d+)/(\d{20})-(\d+)\.parquet")
 
 
@@ -419,6 +419,27 @@ def test_wal_files_stay_near_wal_segment_bytes_and_are_released_once_archived(
          f"released the WAL directory holds {files}")
 
 
+@pytest.mark.timeout(120)
+def test_at_default_settings_a_segment_is_one_put(localstack, broker_factory, topic_name,
+                                                  monkeypatch, tmp_path):
+    """A segment below --multipart-part-bytes (128 MiB by default) goes up in one PutObject:
+    its ETag is a plain MD5, not a multipart upload's `<md5>-<parts>`."""
+    bucket_name, prefix, bucket = s3_bucket(localstack, monkeypatch, tmp_path, "oneput")
+    b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-ms", "1000")
+    create_topic(b.bootstrap, topic_name, partitions=1)
+    messages = [{"key": f"k{i}".encode(), "value": os.urandom(64 * 1024)} for i in range(100)]
+    produce_confluent(confluent_producer(b.bootstrap), topic_name, messages, flush_timeout=60)
+
+    def segment():
+        segs = segments_of(bucket, prefix, topic_name).get(0, [])
+        return segs[0] if segs else None
+
+    _, key, entry = wait_until(segment, 60, interval=0.5, what="a segment")
+    assert entry["size"] > 5 * MiB, entry
+    etag = bucket.head(key)["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag), f"{key} has ETag {etag}: not a single PUT"
+
+
 @pytest.mark.timeout(300)
 def test_a_segment_larger_than_the_part_size_is_a_multipart_upload_and_reads_back(
         localstack, broker_factory, topic_name, monkeypatch, tmp_path):
@@ -426,7 +447,8 @@ def test_a_segment_larger_than_the_part_size_is_a_multipart_upload_and_reads_bac
     # One segment is cut once 9 MiB wait (or 4 s after the last one): the 13 MiB burst below
     # gives one of 9-13 MiB.
     b = tiered_broker(broker_factory, bucket_name, prefix, "--segment-bytes", str(9 * MiB),
-                      "--segment-ms", "4000", "--wal-segment-bytes", str(MiB))
+                      "--segment-ms", "4000", "--wal-segment-bytes", str(MiB),
+                      "--multipart-part-bytes", str(PART_BYTES))
     create_topic(b.bootstrap, topic_name, partitions=1)
     producer = confluent_producer(b.bootstrap)
 
