@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# librdkafka's own integration tests against a real Sediment broker.
+# librdkafka's own integration tests against real Sediment brokers.
 #
-#     bash tests/librdkafka/run.sh [NNNN ...]      (default: every test in tests.txt)
+#     bash tests/librdkafka/run.sh [NNNN ...]             (default: every test in tests.txt)
+#     bash tests/librdkafka/run.sh --cluster [NNNN ...]   (default: every test in tests-cluster.txt)
 #
 # 1. librdkafka's source comes from crates.io: the `rdkafka-sys` crate carries the whole
 #    librdkafka tree, tests/ included. It is fetched with `cargo vendor` into
@@ -9,9 +10,19 @@
 #    `test-runner` are built there (once; later runs reuse the build).
 # 2. One broker ($SEDIMENT_BIN, default target/debug/sediment) is started with the suite's
 #    default scenario (4 partitions per auto-created topic) on free loopback ports.
-# 3. Each listed test runs alone, in quick mode, with a timeout; every one must pass. A test
-#    left out of tests.txt is listed there with its reason.
-# Exits non-zero if any listed test fails.
+#    With --cluster: a three-broker cluster instead (one etcd, Debian's etcd-server, and brokers
+#    1-3 in cluster mode sharing a file:// object store, all on free loopback ports under one
+#    temporary directory), one cluster per scenario the listed tests need, started the way the
+#    scenario (tests/scenarios/*.json) describes its broker: 4 partitions and replication
+#    factor 3 for created topics, auto-creation off for `noautocreate`. The bootstrap list
+#    names all three brokers.
+# 3. Each listed test runs alone, in quick mode, with a timeout; every one must pass, and must
+#    have run (test-runner exits 0 for a test it skips, e.g. one for another scenario, so its
+#    summary must show the test PASSED). A test left out of a list is named there with its
+#    reason.
+# Exits non-zero if any listed test fails. Everything started is stopped on exit, failure
+# included; the temporary directory (broker and test logs) is removed only when every test
+# passed.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -21,6 +32,11 @@ CACHE="$REPO/.cache/librdkafka"
 SRC="$CACHE/vendor/rdkafka-sys-$RDKAFKA_SYS_VERSION+2.12.1/librdkafka"
 PER_TEST_TIMEOUT="${LIBRDKAFKA_TEST_TIMEOUT:-120}"
 SEDIMENT_BIN="${SEDIMENT_BIN:-$REPO/target/debug/sediment}"
+CLUSTER=0
+if [[ "${1:-}" == "--cluster" ]]; then
+  CLUSTER=1
+  shift
+fi
 
 say() { printf '\n==> %s\n' "$*"; }
 
@@ -30,6 +46,7 @@ missing=()
 for pkg in zlib1g-dev libssl-dev libzstd-dev liblz4-dev libsasl2-dev rapidjson-dev g++ make; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+((CLUSTER)) && ! command -v etcd >/dev/null 2>&1 && missing+=(etcd-server)
 if ((${#missing[@]})); then
   say "apt-get install ${missing[*]}"
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -69,57 +86,202 @@ if [[ ! -x "$SRC/tests/test-runner" || "$(cat "$BUILD_STAMP" 2>/dev/null)" != "$
   echo "$BUILD_WITH" >"$BUILD_STAMP"
 fi
 
-# ------------------------------------------------------------------------- the broker
+# ------------------------------------------------------------------------ the brokers
 WORK="$(mktemp -d)"
-PORTS=($(python3 -c 'import socket
-s=[socket.socket() for _ in range(2)]
-[x.bind(("127.0.0.1",0)) for x in s]
-print(" ".join(str(x.getsockname()[1]) for x in s))'))
-KAFKA_PORT=${PORTS[0]}
-HTTP_PORT=${PORTS[1]}
-( exec "$SEDIMENT_BIN" serve --data-dir "$WORK/data" --kafka-addr "127.0.0.1:$KAFKA_PORT" \
-    --http-addr "127.0.0.1:$HTTP_PORT" --num-partitions 4 ) \
-  >"$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-cleanup() { kill "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; }
-trap cleanup EXIT
-for _ in $(seq 150); do
-  curl -sf "http://127.0.0.1:$HTTP_PORT/health" >/dev/null 2>&1 && break
-  kill -0 "$BROKER_PID" 2>/dev/null || { tail -30 "$WORK/broker.log"; exit 1; }
-  sleep 0.2
-done
+BROKER_PIDS=()
+ETCD_PID=
+ETCD_DATA=
+# Brokers first (SIGTERM: a cluster broker hands its partitions over through etcd, so etcd
+# stays up until they are gone; SIGKILL after 20 s), then etcd.
+stop_all() {
+  local pid
+  ((${#BROKER_PIDS[@]})) && kill "${BROKER_PIDS[@]}" 2>/dev/null || true
+  for _ in $(seq 100); do
+    local alive=0
+    for pid in "${BROKER_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.2
+  done
+  for pid in "${BROKER_PIDS[@]}"; do
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  BROKER_PIDS=()
+  if [[ -n "$ETCD_PID" ]]; then
+    kill "$ETCD_PID" 2>/dev/null || true
+    wait "$ETCD_PID" 2>/dev/null || true
+    ETCD_PID=
+  fi
+  [[ -n "$ETCD_DATA" ]] && rm -rf "$ETCD_DATA"
+  ETCD_DATA=
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
 
-cat >"$SRC/tests/test.conf" <<CONF
-metadata.broker.list=127.0.0.1:$KAFKA_PORT
-test.topic.random=true
-CONF
+free_ports() {
+  python3 -c 'import socket, sys
+s=[socket.socket() for _ in range(int(sys.argv[1]))]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))' "$1"
+}
+
+# start_broker NAME KAFKA_PORT HTTP_PORT [serve flags...]: starts it, waits for /health.
+start_broker() {
+  local name=$1 kport=$2 hport=$3
+  shift 3
+  ( exec "$SEDIMENT_BIN" serve --data-dir "$DIR/$name" --kafka-addr "127.0.0.1:$kport" \
+      --http-addr "127.0.0.1:$hport" --num-partitions 4 "$@" ) >"$DIR/$name.log" 2>&1 &
+  BROKER_PIDS+=($!)
+  local pid=$!
+  for _ in $(seq 150); do
+    curl -sf "http://127.0.0.1:$hport/health" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "$name exited:"; tail -30 "$DIR/$name.log"; exit 1; }
+    sleep 0.2
+  done
+  echo "$name did not become healthy:"; tail -30 "$DIR/$name.log"; exit 1
+}
+
+# start_single: one broker in $DIR; sets BOOTSTRAP.
+start_single() {
+  local ports=($(free_ports 2))
+  start_broker broker "${ports[0]}" "${ports[1]}"
+  BOOTSTRAP="127.0.0.1:${ports[0]}"
+}
+
+# start_cluster AUTO_CREATE: etcd and brokers 1-3 in $DIR; sets BOOTSTRAP.
+start_cluster() {
+  local auto_create=$1
+  local ports=($(free_ports 8))
+  local etcd_url="http://127.0.0.1:${ports[0]}"
+  # etcd's data on tmpfs when there is one: etcd fsyncs its WAL on every write, and with the
+  # disk busy (a build beside the tests) one fsync took 2.2 s and etcd answered nothing for the
+  # brokers' whole etcd request timeout (3 s): 0111's CreateTopics failed with "metadata store
+  # unavailable" and every broker lost its lease. The metadata is thrown away after the run.
+  if [[ -d /dev/shm && -w /dev/shm ]]; then
+    ETCD_DATA="$(mktemp -d /dev/shm/sediment-librdkafka-etcd.XXXXXX)"
+  else
+    ETCD_DATA="$DIR/etcd"
+  fi
+  ( exec etcd --name it --data-dir "$ETCD_DATA" --listen-client-urls "$etcd_url" \
+      --advertise-client-urls "$etcd_url" --listen-peer-urls "http://127.0.0.1:${ports[1]}" \
+      --initial-advertise-peer-urls "http://127.0.0.1:${ports[1]}" \
+      --initial-cluster "it=http://127.0.0.1:${ports[1]}" ) >"$DIR/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  for _ in $(seq 100); do
+    curl -sf "$etcd_url/health" 2>/dev/null | grep '"true"' >/dev/null && break
+    kill -0 "$ETCD_PID" 2>/dev/null || { echo "etcd exited:"; tail -30 "$DIR/etcd.log"; exit 1; }
+    sleep 0.2
+  done
+  curl -sf "$etcd_url/health" 2>/dev/null | grep '"true"' >/dev/null \
+    || { echo "etcd did not become healthy:"; tail -30 "$DIR/etcd.log"; exit 1; }
+  BOOTSTRAP=
+  local i
+  for i in 1 2 3; do
+    start_broker "broker$i" "${ports[2 * i]}" "${ports[2 * i + 1]}" --broker-id "$i" \
+      --etcd-endpoints "$etcd_url" --object-store "file://$DIR/objects" \
+      --default-replication-factor 3 --auto-create-topics "$auto_create"
+    BOOTSTRAP+="${BOOTSTRAP:+,}127.0.0.1:${ports[2 * i]}"
+  done
+  # Until every broker's Metadata lists all three (each registers in etcd on its own). The
+  # status is read whole first: `grep -q` on the pipe could end it early, failing the pipe.
+  for i in 1 2 3; do
+    local status=
+    for _ in $(seq 100); do
+      status="$(SEDIMENT_BOOTSTRAP="127.0.0.1:${ports[2 * i]}" "$SEDIMENT_BIN" cluster status \
+                2>&1)" && [[ "$status" == *": 3 broker(s)"* ]] && break
+      sleep 0.2
+    done
+    if [[ "$status" != *": 3 broker(s)"* ]]; then
+      echo "broker$i does not see three brokers: $status"
+      tail -30 "$DIR/broker$i.log"
+      exit 1
+    fi
+  done
+}
 
 # -------------------------------------------------------------------------- the tests
+export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp"
+passed=0
+failed=()
+
+# run_tests SCENARIO NNNN...: against the brokers started in $DIR, at $BOOTSTRAP.
+run_tests() {
+  local scenario=$1 t
+  shift
+  cat >"$DIR/test.conf" <<CONF
+metadata.broker.list=$BOOTSTRAP
+test.topic.random=true
+CONF
+  for t in "$@"; do
+    local log="$DIR/test-$t.log" start=$SECONDS ok=0
+    if (cd "$SRC/tests" && RDKAFKA_TEST_CONF="$DIR/test.conf" TEST_SCENARIO=$scenario TESTS=$t \
+          timeout "$PER_TEST_TIMEOUT" ./test-runner -Q) >"$log" 2>&1; then
+      # The summary has a row per test of that number; one must say PASSED (not SKIPPED).
+      sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "^\| ${t}_[^ ]* +\| +PASSED \|" >/dev/null && ok=1
+    fi
+    if ((ok)); then
+      printf '  %s passed (%ss)\n' "$t" $((SECONDS - start))
+      passed=$((passed + 1))
+    else
+      printf '  %s FAILED (%ss); last lines:\n' "$t" $((SECONDS - start))
+      tail -15 "$log" | sed 's/^/      /'
+      failed+=("$t")
+    fi
+    local pid
+    for pid in "${BROKER_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null && continue
+      echo "a broker died (logs in $DIR):"
+      for l in "$DIR"/broker*.log; do echo "--- $l"; tail -20 "$l"; done
+      exit 1
+    done
+  done
+}
+
+if ((CLUSTER)); then
+  LIST="$HERE/tests-cluster.txt"
+else
+  LIST="$HERE/tests.txt"
+fi
 if (($#)); then
   TESTS=("$@")
 else
-  mapfile -t TESTS < <(grep -E '^[0-9]{4}' "$HERE/tests.txt" | cut -d' ' -f1)
+  mapfile -t TESTS < <(grep -E '^[0-9]{4}' "$LIST" | cut -d' ' -f1)
 fi
-say "librdkafka $(basename "$(dirname "$SRC")") tests against $SEDIMENT_BIN: ${#TESTS[@]} tests"
-passed=0
-failed=()
-export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp"
-for t in "${TESTS[@]}"; do
-  log="$WORK/test-$t.log"
-  start=$SECONDS
-  if (cd "$SRC/tests" && TESTS=$t timeout "$PER_TEST_TIMEOUT" ./test-runner -Q) >"$log" 2>&1; then
-    printf '  %s passed (%ss)\n' "$t" $((SECONDS - start))
-    passed=$((passed + 1))
-  else
-    printf '  %s FAILED (%ss); last lines:\n' "$t" $((SECONDS - start))
-    tail -15 "$log" | sed 's/^/      /'
-    failed+=("$t")
-  fi
-  kill -0 "$BROKER_PID" 2>/dev/null || { echo "the broker died"; tail -40 "$WORK/broker.log"; exit 1; }
-done
+# The scenario of a test: its third column in the list (default: "default").
+scenario_of() {
+  local s
+  s="$(awk -v t="$1" '$1 == t { print $3 }' "$LIST")"
+  echo "${s:-default}"
+}
+
+if ((CLUSTER)); then
+  say "librdkafka $(basename "$(dirname "$SRC")") tests against three $SEDIMENT_BIN brokers:" \
+    "${#TESTS[@]} tests"
+  mapfile -t SCENARIOS < <(for t in "${TESTS[@]}"; do scenario_of "$t"; done | sort -u)
+  for scenario in "${SCENARIOS[@]}"; do
+    group=()
+    for t in "${TESTS[@]}"; do [[ "$(scenario_of "$t")" == "$scenario" ]] && group+=("$t"); done
+    auto_create=true
+    [[ "$scenario" == noautocreate ]] && auto_create=false
+    DIR="$WORK/$scenario"
+    mkdir -p "$DIR"
+    start=$SECONDS
+    start_cluster "$auto_create"
+    echo "  scenario $scenario: etcd and 3 brokers (auto-create $auto_create) up in" \
+      "$((SECONDS - start))s at $BOOTSTRAP"
+    run_tests "$scenario" "${group[@]}"
+    stop_all
+  done
+else
+  say "librdkafka $(basename "$(dirname "$SRC")") tests against $SEDIMENT_BIN: ${#TESTS[@]} tests"
+  DIR="$WORK"
+  start_single
+  run_tests default "${TESTS[@]}"
+fi
+
 echo "librdkafka: ${passed} passed, ${#failed[@]} failed"
 if ((${#failed[@]})); then
-  echo "failed: ${failed[*]} (broker log: $WORK/broker.log)" >&2
+  echo "failed: ${failed[*]} (broker logs and test logs: $WORK)" >&2
   exit 1
 fi
 rm -rf "$WORK"
