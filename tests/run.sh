@@ -123,11 +123,14 @@ fi
 
 # ------------------------------------------------- librdkafka's own integration tests
 # The pinned list of tests/librdkafka/tests.txt, built from librdkafka's source (crates.io's
-# rdkafka-sys carries it) and run against a Sediment broker. Skipped when pytest args select
+# rdkafka-sys carries it) and run against a Sediment broker, then the list of
+# tests-cluster.txt against a three-broker cluster on etcd. Skipped when pytest args select
 # a subset (e.g. -k kcat), since then a quick run is wanted.
 if (($# == 0)); then
   say "librdkafka test suite (tests/librdkafka/run.sh)"
   bash tests/librdkafka/run.sh || failed+=("librdkafka tests")
+  say "librdkafka test suite against three brokers (tests/librdkafka/run.sh --cluster)"
+  bash tests/librdkafka/run.sh --cluster || failed+=("librdkafka cluster tests")
 fi
 
 if ((${#failed[@]})); then
