@@ -134,6 +134,26 @@ def test_topic_created_through_one_broker_is_placed_and_served_by_every_broker(c
         assert "sediment_under_replicated_partitions 0\n" in b.metrics()
 
 
+def broker_configs(bootstrap: str, broker_id: int) -> dict:
+    from confluent_kafka.admin import ConfigResource
+    res = ConfigResource(ConfigResource.Type.BROKER, str(broker_id))
+    admin = confluent_admin(bootstrap)
+    return admin.describe_configs([res])[res].result(timeout=30)
+
+
+def test_broker_configs_name_the_rack_and_the_default_replication_factor(cluster_factory):
+    """DescribeConfigs of a broker says its broker.rack and the replication factor topics get
+    by default (librdkafka's 0101 checks broker.rack against what it set)."""
+    c = cluster_factory(2, extra_args=["--rack", "rack-a"])
+    got = broker_configs(c.brokers[1].bootstrap, 1)
+    assert got["broker.rack"].value == "rack-a"
+    assert got["default.replication.factor"].value == "2", "min(3, live brokers)"
+    c2 = cluster_factory(1, extra_args=["--default-replication-factor", "1"])
+    got = broker_configs(c2.brokers[1].bootstrap, 1)
+    assert got["broker.rack"].value is None, "no rack set: no value, as Kafka lists it"
+    assert got["default.replication.factor"].value == "1"
+
+
 def test_a_broker_that_does_not_lead_refuses_produce_and_fetch(cluster_factory, new_topic):
     c = cluster_factory(3)
     topic = new_topic()

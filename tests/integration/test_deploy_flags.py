@@ -29,6 +29,8 @@ TERRAFORM = REPO_ROOT / "terraform"
 CHART_MANAGED = {
     "kafka-addr", "advertised-addr", "http-addr", "data-dir", "object-store", "broker-id",
     "etcd-endpoints", "etcd-prefix", "rack",
+    # externalEtcd.tls and externalEtcd.auth: files mounted from Secrets.
+    "etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username", "etcd-password-file",
 }
 CHART_NOT_OFFERED = {"config", "cache-dir"}
 # Environment names in the deployment files that are not broker settings.

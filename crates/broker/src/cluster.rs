@@ -1326,7 +1326,7 @@ impl Broker {
         if let Some(a) = &placed {
             if let Err(e) = self.create_partition_states(meta.id, 0, a).await {
                 tracing::error!(topic = name, error = %e, "writing the new topic's partition states failed");
-                return Err((ResponseError::UnknownServerError.code(), e.to_string()));
+                return Err((crate::handlers::meta_error_code(&e), e.to_string()));
             }
             // Roles at once, so a produce right after the creation finds its leader ready.
             self.registry.upsert_topic(meta.clone());

@@ -99,7 +99,7 @@ pub async fn handle(
                     ),
                     (
                         "default.replication.factor",
-                        "1".to_string(),
+                        broker.default_replication_factor().to_string(),
                         ConfigType::Int,
                     ),
                 ];
@@ -112,6 +112,20 @@ pub async fn handle(
                         kind,
                         true,
                     ));
+                }
+                // `broker.rack` as Kafka lists it: the rack, or no value when none is set.
+                if wanted("broker.rack") {
+                    let rack = broker.cluster().and_then(|c| c.settings.rack.clone());
+                    let mut e = entry(
+                        version,
+                        "broker.rack",
+                        String::new(),
+                        SOURCE_STATIC_BROKER,
+                        ConfigType::String,
+                        true,
+                    );
+                    e.value = rack.map(str_bytes);
+                    r.configs.push(e);
                 }
                 // The broker-level defaults of topic configs and max.connections, changeable
                 // at run time.

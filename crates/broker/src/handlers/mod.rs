@@ -146,6 +146,10 @@ pub fn meta_error_code(e: &MetaError) -> i16 {
         MetaError::NotFound(_) => ResponseError::UnknownTopicOrPartition.code(),
         MetaError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
         MetaError::Invalid(_) => ResponseError::InvalidRequest.code(),
+        // The store did not answer in time: the change may or may not have been made (etcd
+        // can apply it after the timeout). Kafka's answer for "outcome unknown, retry" is
+        // REQUEST_TIMED_OUT; a retried create then finds TOPIC_ALREADY_EXISTS if it landed.
+        MetaError::Unavailable(_) => ResponseError::RequestTimedOut.code(),
         _ => ResponseError::UnknownServerError.code(),
     }
 }
