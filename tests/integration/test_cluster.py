@@ -696,3 +696,30 @@ def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster_facto
     assert c.wait_leader(topic, timeout=30) == victim
     read = read_confluent(c.brokers[victim].bootstrap, topic, [0], start=80)[0]
     assert [(r.offset, r.value) for r in read] == [(o, f"d{o:03d}".encode()) for o in range(80, 100)]
+
+
+def metric_value(b, name: str) -> float:
+    for line in b.metrics().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in {b.name}'s /metrics")
+
+
+def test_segment_ms_archives_a_replicated_partition(cluster_factory, new_topic):
+    """On a leader the high watermark moves with its followers' confirmations, not its own
+    sync: segment.ms must start counting there too, or a quiet replicated partition is never
+    archived (and its WAL never released)."""
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=1, rf=3, config={"segment.ms": "1500"})
+    acked = produce_acked(c.brokers[1].bootstrap, topic, [f"v{i}".encode() for i in range(100)])
+    assert len(acked) == 100
+    md = c.metadata(c.brokers[1], topic)
+    leader = c.brokers[md.topics[topic].partitions[0].leader]
+    wait_until(lambda: metric_value(leader, "sediment_segments_uploaded_total") >= 1, 20,
+               what=f"the leader ({leader.name}) archiving the segment.ms=1500 partition")
+    wait_until(lambda: metric_value(leader, "sediment_upload_lag_bytes") == 0, 20,
+               what="nothing left to archive on the leader")
+    # Nothing is lost on the way, and a new consumer reads it all.
+    got = read_confluent(c.brokers[2].bootstrap, topic, [0])
+    assert [r.value for r in got[0]] == [f"v{i}".encode() for i in range(100)]

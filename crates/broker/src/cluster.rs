@@ -962,7 +962,7 @@ impl Broker {
             st.leader_epoch = st.leader_epoch.max(state.leader_epoch);
             was
         };
-        let moved = st.advance_high_watermark();
+        let moved = st.advance_high_watermark_at(now);
         let follows = match st.role {
             Role::Follower { leader, .. } => Some(leader),
             _ => None,
@@ -1121,7 +1121,7 @@ impl Broker {
         };
         let now = self.config.clock.monotonic();
         isr::note_fetch(&mut st.role, st.leader_epoch, st.durable_end, fetch, now)?;
-        Ok(st.advance_high_watermark())
+        Ok(st.advance_high_watermark_at(now))
     }
 
     /// Starts a replica fetcher for `leader` unless one runs.

@@ -198,6 +198,17 @@ impl PartitionState {
         moved
     }
 
+    /// [`Self::advance_high_watermark`], and when committed data now waits to be archived,
+    /// starts its `segment.ms` clock at `now` (wherever the high watermark moves: a sync on a
+    /// single node, a follower's confirmation on a leader).
+    pub fn advance_high_watermark_at(&mut self, now: std::time::Duration) -> bool {
+        let moved = self.advance_high_watermark();
+        if moved && self.pending_since.is_none() && self.high_watermark > self.uploaded_end {
+            self.pending_since = Some(now);
+        }
+        moved
+    }
+
     /// Notes a batch of `epoch` starting at `base_offset` in the epoch history.
     pub fn note_epoch(&mut self, epoch: i32, base_offset: i64) {
         self.epochs.note(epoch, base_offset);
@@ -742,12 +753,7 @@ impl Sink for Registry {
                 continue;
             }
             st.durable_end = end;
-            if st.advance_high_watermark()
-                && st.pending_since.is_none()
-                && st.high_watermark > st.uploaded_end
-            {
-                st.pending_since = Some(self.clock.monotonic());
-            }
+            st.advance_high_watermark_at(self.clock.monotonic());
             drop(st);
             // Woken even when only the durable end moved: a leader's followers long-poll for it.
             moved.push(p);

@@ -531,12 +531,18 @@ impl Broker {
             .segment_interval
             .unwrap_or(self.config.segment_interval);
         let segment_bytes = topic.segment_bytes.unwrap_or(self.config.segment_bytes);
-        let Ok(st) = p.state.lock() else {
+        let Ok(mut st) = p.state.lock() else {
             return (0, false);
         };
         // In a cluster only the leader archives (and commits, fenced by its epoch).
         if !matches!(st.role, Role::Single | Role::Leader { .. }) {
             return (0, false);
+        }
+        let now = self.config.clock.monotonic();
+        // Committed data with no segment.ms clock (e.g. a broker that just became leader of
+        // data it copied as a follower): the clock starts now.
+        if st.pending_since.is_none() && st.high_watermark > st.uploaded_end {
+            st.pending_since = Some(now);
         }
 
         let from = st.find(st.uploaded_end);
@@ -545,7 +551,6 @@ impl Broker {
             .take_while(|e| e.end_offset <= st.high_watermark)
             .map(|e| u64::from(e.pos.len))
             .sum();
-        let now = self.config.clock.monotonic();
         let aged = st
             .pending_since
             .is_some_and(|t| now.saturating_sub(t) >= segment_interval);
