@@ -723,3 +723,32 @@ def test_segment_ms_archives_a_replicated_partition(cluster_factory, new_topic):
     # Nothing is lost on the way, and a new consumer reads it all.
     got = read_confluent(c.brokers[2].bootstrap, topic, [0])
     assert [r.value for r in got[0]] == [f"v{i}".encode() for i in range(100)]
+
+
+def test_groups_describe_through_any_broker_finds_the_coordinator_and_every_leader(
+        cluster_factory, new_topic):
+    import subprocess
+
+    from conftest import sediment_binary
+
+    c = cluster_factory(3)
+    topic = new_topic()
+    create(c, topic, partitions=3, rf=3)
+    produce_acked(c.brokers[1].bootstrap, topic, [f"v{i}".encode() for i in range(30)])
+    cons = confluent_consumer(c.brokers[1].bootstrap, **{"group.id": "cli-g", "enable.auto.commit": False})
+    cons.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    cons.commit(offsets=[TopicPartition(topic, p, 4) for p in range(3)], asynchronous=False)
+    cons.close()
+    for b in c.brokers.values():
+        cp = subprocess.run([str(sediment_binary()), "groups", "-b", b.bootstrap, "describe", "cli-g"],
+                            capture_output=True, text=True, timeout=60)
+        assert cp.returncode == 0, (b.name, cp.stderr)
+        rows = [l.split() for l in cp.stdout.splitlines() if l.split()[1:2] == [topic]]
+        assert len(rows) == 3, cp.stdout
+        # group, topic, partition, committed, log end, lag: each log end from its leader.
+        assert sum(int(r[4]) for r in rows) == 30, cp.stdout
+        assert all(r[3] == "4" and int(r[5]) == int(r[4]) - 4 for r in rows), cp.stdout
+    # Output into a closed pipe ends quietly (no panic).
+    cp = subprocess.run(f"{sediment_binary()} topics -b {c.brokers[1].bootstrap} describe {topic} | head -1",
+                        shell=True, capture_output=True, text=True, timeout=60)
+    assert "panicked" not in cp.stderr, cp.stderr

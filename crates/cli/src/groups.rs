@@ -76,8 +76,60 @@ fn assigned(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
         .unwrap_or_default()
 }
 
-/// Latest (-1) or earliest (-2) offsets of the given partitions.
+/// Latest (-1) or earliest (-2) offsets of the given partitions, each asked of its leader
+/// (found with Metadata through `bootstrap`; in a cluster other brokers refuse).
 async fn list_offsets(
+    bootstrap: &Client,
+    partitions: &[(String, i32)],
+    which: i64,
+) -> anyhow::Result<HashMap<(String, i32), i64>> {
+    let mut topics: Vec<&str> = partitions.iter().map(|(t, _)| t.as_str()).collect();
+    topics.sort_unstable();
+    topics.dedup();
+    let mut mreq = MetadataRequest::default();
+    mreq.topics = Some(
+        topics
+            .iter()
+            .map(|t| {
+                let mut mt = MetadataRequestTopic::default();
+                mt.name = Some(TopicName(s(t)));
+                mt
+            })
+            .collect(),
+    );
+    let md = bootstrap.send(9, &mreq).await?;
+    let addrs: HashMap<i32, String> = md
+        .brokers
+        .iter()
+        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+        .collect();
+    let mut leader_of: HashMap<(String, i32), String> = HashMap::new();
+    for t in &md.topics {
+        let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        for p in &t.partitions {
+            if let Some(a) = addrs.get(&p.leader_id.0) {
+                leader_of.insert((name.clone(), p.partition_index), a.clone());
+            }
+        }
+    }
+    let mut by_leader: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+    for tp in partitions {
+        if let Some(a) = leader_of.get(tp) {
+            by_leader.entry(a.clone()).or_default().push(tp.clone());
+        }
+    }
+    let mut out = HashMap::new();
+    for (addr, tps) in by_leader {
+        let leader = Client::connect(&addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        out.extend(list_offsets_at(&leader, &tps, which).await?);
+    }
+    Ok(out)
+}
+
+/// [`list_offsets`] of partitions that `client` leads.
+async fn list_offsets_at(
     client: &Client,
     partitions: &[(String, i32)],
     which: i64,
@@ -131,8 +183,35 @@ async fn describe_one(
     Ok(g)
 }
 
+/// A connection to `group`'s coordinator (FindCoordinator through `bootstrap`): in a cluster
+/// only that broker answers for the group; on a single node it is the broker itself.
+async fn coordinator(bootstrap: &Client, group: &str) -> anyhow::Result<Client> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    let mut req = FindCoordinatorRequest::default();
+    req.key = s(group);
+    req.key_type = 0;
+    let resp = bootstrap.send(2, &req).await?;
+    if resp.error_code != 0 {
+        bail!(
+            "finding the coordinator of {group}: {}",
+            error_name(resp.error_code)
+        );
+    }
+    let addr = format!("{}:{}", resp.host.as_str(), resp.port);
+    Client::connect(&addr)
+        .await
+        .with_context(|| format!("connecting to {group}'s coordinator at {addr}"))
+}
+
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let client = args.broker.connect().await?;
+    let bootstrap = args.broker.connect().await?;
+    let coordinator = match &args.command {
+        GroupsCommand::List => None,
+        GroupsCommand::Describe { group }
+        | GroupsCommand::Delete { group }
+        | GroupsCommand::ResetOffsets { group, .. } => Some(coordinator(&bootstrap, group).await?),
+    };
+    let client = coordinator.as_ref().unwrap_or(&bootstrap);
     match args.command {
         GroupsCommand::List => {
             let resp = client.send(4, &ListGroupsRequest::default()).await?;
@@ -180,7 +259,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 rows.entry(tp.clone()).or_insert(None);
             }
             let keys: Vec<(String, i32)> = rows.keys().cloned().collect();
-            let ends = list_offsets(&client, &keys, -1).await?;
+            let ends = list_offsets(&bootstrap, &keys, -1).await?;
             println!(
                 "group {group}: state {}, {} member(s), protocol {}",
                 g.group_state.as_str(),
@@ -277,11 +356,11 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 bail!("topic {topic} has no partition {}", partition.unwrap_or(-1));
             }
             let targets: HashMap<(String, i32), i64> = match (to_earliest, to_latest, to_offset) {
-                (true, _, _) => list_offsets(&client, &partitions, -2).await?,
-                (_, true, _) => list_offsets(&client, &partitions, -1).await?,
+                (true, _, _) => list_offsets(&bootstrap, &partitions, -2).await?,
+                (_, true, _) => list_offsets(&bootstrap, &partitions, -1).await?,
                 (_, _, Some(o)) => {
-                    let earliest = list_offsets(&client, &partitions, -2).await?;
-                    let latest = list_offsets(&client, &partitions, -1).await?;
+                    let earliest = list_offsets(&bootstrap, &partitions, -2).await?;
+                    let latest = list_offsets(&bootstrap, &partitions, -1).await?;
                     // Like kafka-consumer-groups: clamp into the partition's range.
                     partitions
                         .iter()

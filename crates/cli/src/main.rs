@@ -67,6 +67,15 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Admin and record commands end quietly when their output pipe closes (`| head`), as
+        // Unix tools do, instead of panicking in println!. Sockets are unaffected (Rust sends
+        // with MSG_NOSIGNAL); `serve` keeps SIGPIPE ignored.
+        // SAFETY: called before any thread is started; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let json = matches!(&cli.command, Command::Serve(a) if a.log_format == Some(settings::LogFormat::Json));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
