@@ -229,7 +229,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             }
         }
         GroupsCommand::Describe { group } => {
-            let g = describe_one(&client, &group).await?;
+            let g = describe_one(client, &group).await?;
             let mut owner: HashMap<(String, i32), (String, String)> = HashMap::new();
             for m in &g.members {
                 for tp in assigned(&m.member_assignment) {
@@ -323,7 +323,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             to_latest,
             to_offset,
         } => {
-            let g = describe_one(&client, &group).await?;
+            let g = describe_one(client, &group).await?;
             if !g.members.is_empty() {
                 bail!(
                     "group {group} has {} active member(s) (state {}): stop its consumers before resetting offsets",
