@@ -41,7 +41,7 @@ use crate::{
 };
 
 /// Times a request that could not reach an etcd member is sent again.
-const UNREACHABLE_RETRIES: u32 = 6;
+const UNREACHABLE_RETRIES: u32 = 10;
 
 /// Whether a failed request never left this process: its connection to the member was
 /// refused or could not be made. Such a request is safe to send again, even a transaction.
@@ -594,8 +594,12 @@ impl EtcdMetaStore {
                 TxnOp::get(id_key.as_str(), None),
                 TxnOp::get(layout_key.as_str(), None),
             ]);
-        let mut kv = self.client.kv_client();
-        let resp = self.call("opening the cluster", kv.txn(txn)).await?;
+        let resp = self
+            .call_again("opening the cluster", |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await?;
         if resp.succeeded() {
             tracing::info!(prefix = %self.keys.root, cluster_id = %fresh, "created a new cluster id in etcd");
             return Ok(fresh);
@@ -1086,11 +1090,13 @@ impl MetaStore for EtcdMetaStore {
 
     async fn delete_group_offsets(&self, group: &str) -> Result<()> {
         let prefix = self.keys.group(group);
-        let mut kv = self.client.kv_client();
-        self.call(
-            &format!("deleting offsets of group {group}"),
-            kv.delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix())),
-        )
+        self.call_again(&format!("deleting offsets of group {group}"), |mut kv| {
+            let prefix = prefix.clone();
+            async move {
+                kv.delete(prefix.as_str(), Some(DeleteOptions::new().with_prefix()))
+                    .await
+            }
+        })
         .await?;
         Ok(())
     }
@@ -1100,7 +1106,6 @@ impl MetaStore for EtcdMetaStore {
         // group's keys, so a group with many offset keys costs one page, not many.
         let base = self.keys.offsets();
         let end = prefix_end(&base);
-        let mut kv = self.client.kv_client();
         let mut from = base.as_bytes().to_vec();
         let mut revision = 0;
         let mut escaped: Vec<Vec<u8>> = Vec::new();
@@ -1111,7 +1116,10 @@ impl MetaStore for EtcdMetaStore {
                 .with_keys_only()
                 .with_revision(revision);
             let resp = self
-                .call("listing offset groups", kv.get(from.clone(), Some(options)))
+                .call_again("listing offset groups", |mut kv| {
+                    let (from, options) = (from.clone(), options.clone());
+                    async move { kv.get(from, Some(options)).await }
+                })
                 .await?;
             if revision == 0 {
                 revision = resp.header().map_or(0, |h| h.revision());
@@ -1392,14 +1400,19 @@ impl MetaStore for EtcdMetaStore {
     ) -> Result<()> {
         // The whole set is replaced: one put (or delete), no read-modify-write to race.
         let key = self.keys.broker_configs(scope);
-        let mut kv = self.client.kv_client();
         if configs.is_empty() {
-            self.call(&format!("deleting {key}"), kv.delete(key.as_str(), None))
-                .await?;
+            self.call_again(&format!("deleting {key}"), |mut kv| {
+                let key = key.clone();
+                async move { kv.delete(key.as_str(), None).await }
+            })
+            .await?;
         } else {
             let value = encode(&key, &configs)?;
-            self.call(&format!("writing {key}"), kv.put(key.as_str(), value, None))
-                .await?;
+            self.call_again(&format!("writing {key}"), |mut kv| {
+                let (key, value) = (key.clone(), value.clone());
+                async move { kv.put(key.as_str(), value, None).await }
+            })
+            .await?;
         }
         Ok(())
     }
