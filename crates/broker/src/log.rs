@@ -743,6 +743,8 @@ impl Sink for Registry {
     fn synced(&self, entries: &[(EntryMeta, Position)]) {
         // Each partition whose high watermark moved is woken once, after its lock is released.
         let mut moved: Vec<Arc<Partition>> = Vec::new();
+        // One clock read per sync (a group commit), not per batch in it.
+        let now = self.clock.monotonic();
         for (meta, _) in entries {
             let Some(p) = self.partition_of(meta) else {
                 continue;
@@ -753,7 +755,7 @@ impl Sink for Registry {
                 continue;
             }
             st.durable_end = end;
-            st.advance_high_watermark_at(self.clock.monotonic());
+            st.advance_high_watermark_at(now);
             drop(st);
             // Woken even when only the durable end moved: a leader's followers long-poll for it.
             moved.push(p);
