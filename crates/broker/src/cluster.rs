@@ -217,6 +217,16 @@ impl Broker {
             port: self.config.advertised_port,
             rack: cluster.settings.rack.clone(),
             incarnation: cluster.incarnation,
+            listeners: self
+                .config
+                .listeners
+                .iter()
+                .map(|l| sediment_meta::cluster::Endpoint {
+                    name: l.name.clone(),
+                    host: l.advertised_host.clone(),
+                    port: l.advertised_port,
+                })
+                .collect(),
         };
         // Watch first, so nothing that happens after the initial load is missed.
         let events = cluster

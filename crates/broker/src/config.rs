@@ -47,6 +47,9 @@ pub mod defaults {
     pub const REPLICA_LAG_TIME_MAX_MS: u64 = 30_000;
     /// A broker gone this long has its replicas reassigned (10 minutes; 0 = never).
     pub const REPLICA_REPLACE_AFTER_MS: u64 = 600_000;
+    pub const SSL_RELOAD_INTERVAL_MS: u64 = 5000;
+    pub const FAILED_AUTHENTICATION_DELAY_MS: u64 = 100;
+    pub const MAX_FAILED_AUTHENTICATIONS_PER_MINUTE: u32 = 60;
     pub const MAX_DECOMPRESSED_BATCH_BYTES: usize =
         sediment_protocol::decompress::MAX_DECOMPRESSED_BATCH;
 }
@@ -55,9 +58,15 @@ pub mod defaults {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub broker_id: i32,
-    /// Host and port given to clients in Metadata.
+    /// Host and port given to clients in Metadata, and to peers (the inter-broker listener).
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Name of the listener peers use (Kafka's `inter.broker.listener.name`).
+    pub inter_broker_listener: String,
+    /// Every listener, advertised; empty means one `PLAINTEXT` at the address above.
+    pub listeners: Vec<crate::security::Listener>,
+    /// How this broker reaches its peers' inter-broker listener.
+    pub peer_transport: sediment_protocol::client::Transport,
     pub data_dir: PathBuf,
     /// Largest request frame accepted (Kafka: socket.request.max.bytes, 100 MiB).
     pub max_request_bytes: usize,
@@ -123,12 +132,25 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The advertised address of listener `name`; the main address if there is no such
+    /// listener (only a broker's own listeners are ever asked for).
+    pub fn endpoint(&self, name: &str) -> (String, i32) {
+        self.listeners
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| (l.advertised_host.clone(), l.advertised_port))
+            .unwrap_or_else(|| (self.advertised_host.clone(), self.advertised_port))
+    }
+
     /// Defaults for a broker storing under `data_dir`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             broker_id: defaults::BROKER_ID,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
+            inter_broker_listener: "PLAINTEXT".into(),
+            listeners: Vec::new(),
+            peer_transport: Default::default(),
             data_dir: data_dir.into(),
             max_request_bytes: defaults::MAX_REQUEST_BYTES,
             message_max_bytes: defaults::MESSAGE_MAX_BYTES,

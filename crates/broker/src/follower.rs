@@ -51,10 +51,14 @@ impl ReplicaHost for FollowerHost {
     }
 
     fn leader_addr(&self, leader: i32) -> Option<String> {
-        self.0
-            .cluster()
-            .and_then(|c| c.broker(leader))
-            .map(|r| format!("{}:{}", r.host, r.port))
+        let r = self.0.cluster().and_then(|c| c.broker(leader))?;
+        // The leader's address on the inter-broker listener this broker uses.
+        let (host, port) = r.endpoint(&self.0.config.inter_broker_listener)?;
+        Some(format!("{host}:{port}"))
+    }
+
+    fn transport(&self) -> sediment_protocol::client::Transport {
+        self.0.config.peer_transport.clone()
     }
 
     fn fetcher_done(&self, leader: i32) -> bool {

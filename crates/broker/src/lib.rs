@@ -21,6 +21,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod retention;
+pub mod security;
 pub mod server;
 pub mod topics;
 pub mod uploader;

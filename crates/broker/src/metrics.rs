@@ -25,6 +25,14 @@ pub struct ListenerLabel {
     pub listener: String,
 }
 
+/// Labels of SASL authentication counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct SaslLabel {
+    pub mechanism: String,
+    /// `success` or `failure`.
+    pub result: String,
+}
+
 /// Labels of consumer-group lag gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct GroupPartitionLabel {
@@ -97,6 +105,11 @@ pub struct Metrics {
     pub group_lag_offsets: Family<GroupPartitionLabel, Gauge>,
     /// Open connections by listener.
     pub listener_connections: Family<ListenerLabel, Gauge>,
+    /// SASL authentications by mechanism and result.
+    pub sasl_authentications: Family<SaslLabel, Counter>,
+    /// TLS handshakes that failed or timed out (plaintext to a TLS port, untrusted or expired
+    /// client certificates).
+    pub tls_handshake_failures: Counter,
     /// Each API key's request counter and latency histogram, looked up once.
     apis: std::sync::RwLock<std::collections::HashMap<i16, (Counter, Histogram)>>,
     pub produced_bytes: Counter,
@@ -155,6 +168,8 @@ impl Default for Metrics {
             archive_cache_lookups: Counter::default(),
             group_lag_offsets: Family::default(),
             listener_connections: Family::default(),
+            sasl_authentications: Family::default(),
+            tls_handshake_failures: Counter::default(),
             apis: Default::default(),
             produced_bytes: Counter::default(),
             produced_records: Counter::default(),
@@ -273,6 +288,16 @@ impl Default for Metrics {
             m.connections.clone(),
         );
         registry.register(
+            "sasl_authentications",
+            "SASL authentications by mechanism and result",
+            m.sasl_authentications.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
             "bad_requests",
             "Requests refused as malformed or unsupported",
             m.bad_requests.clone(),
@@ -387,6 +412,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one SASL authentication.
+    pub fn sasl_result(&self, mechanism: &str, ok: bool) {
+        self.sasl_authentications
+            .get_or_create(&SaslLabel {
+                mechanism: mechanism.to_string(),
+                result: if ok { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
+    }
+
     /// The text exposition format.
     /// The request counter and latency histogram of API `key` (its name as the label; an
     /// unknown key counts under its number).

@@ -15,13 +15,14 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use sediment_protocol::frame::{read_frame, write_frame, FrameError};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::handlers;
+use crate::security::{ListenerRuntime, Session, ANONYMOUS};
 use crate::Broker;
 
 /// What the writer does for one request.
@@ -34,16 +35,49 @@ pub enum Reply {
     Nothing,
     /// Close the connection after the responses already queued.
     Close,
+    /// Send this reply, then close the connection (a failed authentication).
+    ThenClose(Box<Reply>),
 }
 
-/// The name of the (one) Kafka listener in metrics.
-const LISTENER: &str = "kafka";
+/// Longest a TLS handshake may take before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for connections to finish their in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections until shutdown, then waits for them to drain.
+/// Accepts connections on a plaintext listener named `PLAINTEXT` until shutdown (tests and
+/// embedded use).
 pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
+    let c = &broker.config;
+    let rt = ListenerRuntime {
+        listener: crate::security::Listener {
+            name: "PLAINTEXT".into(),
+            protocol: crate::security::SecurityProtocol::Plaintext,
+            advertised_host: c.advertised_host.clone(),
+            advertised_port: c.advertised_port,
+        },
+        tls: None,
+        sasl: None,
+    };
+    run_listener(broker, listener, Arc::new(rt)).await
+}
+
+/// Accepts connections on one listener until shutdown, then waits for them to drain.
+pub async fn run_listener(broker: Arc<Broker>, listener: TcpListener, rt: Arc<ListenerRuntime>) {
+    if let Some(tls) = rt.tls.clone() {
+        let mut stop = broker.shutdown_signal();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = crate::wait_stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(tls.reload_interval()) => {}
+                }
+                let t = tls.clone();
+                let _ = tokio::task::spawn_blocking(move || t.reload()).await;
+            }
+        });
+    }
+    let listener_name: Arc<str> = Arc::from(rt.listener.name.as_str());
     // Counted rather than a semaphore's permits, so the dynamic `max.connections` can move the
     // limit at any time (connections already open stay, as in Kafka).
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -63,18 +97,64 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
                         warn!(%peer, limit, "connection limit reached; refusing connection");
                         continue;
                     }
-                    let (b, open) = (broker.clone(), open.clone());
+                    let (b, open, rt) = (broker.clone(), open.clone(), rt.clone());
+                    let name = listener_name.clone();
                     conns.spawn(async move {
                         let by_listener = b
                             .metrics
                             .listener_connections
                             .get_or_create(&crate::metrics::ListenerLabel {
-                                listener: LISTENER.to_string(),
+                                listener: name.to_string(),
                             })
                             .clone();
                         b.metrics.connections.inc();
                         by_listener.inc();
-                        serve_connection(b.clone(), stream).await;
+                        let _ = stream.set_nodelay(true);
+                        let mut session = Session {
+                            listener: name,
+                            peer: peer.ip().to_string(),
+                            principal: ANONYMOUS.to_string(),
+                        };
+                        match rt.tls.as_ref().map(|t| t.acceptor()) {
+                            None => {
+                                let (rd, wr) = stream.into_split();
+                                serve_connection(b.clone(), rt, session, rd, wr).await;
+                            }
+                            Some(acceptor) => {
+                                match tokio::time::timeout(
+                                    TLS_HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                )
+                                .await
+                                {
+                                    Ok(Ok(tls)) => {
+                                        let cert = tls
+                                            .get_ref()
+                                            .1
+                                            .peer_certificates()
+                                            .and_then(|c| c.first());
+                                        if let Some(cert) = cert {
+                                            match sediment_auth::principal::principal_of(cert) {
+                                                Ok(p) => session.principal = p,
+                                                Err(e) => {
+                                                    warn!(%peer, error = %e, "client certificate has no usable subject");
+                                                }
+                                            }
+                                        }
+                                        let (rd, wr) = tokio::io::split(tls);
+                                        serve_connection(b.clone(), rt, session, rd, wr).await;
+                                    }
+                                    Ok(Err(e)) => {
+                                        b.metrics.tls_handshake_failures.inc();
+                                        info!(%peer, error = %e, "TLS handshake failed");
+                                    }
+                                    Err(_) => {
+                                        b.metrics.tls_handshake_failures.inc();
+                                        info!(%peer, "TLS handshake timed out");
+                                    }
+                                }
+                            }
+                        }
                         b.metrics.connections.dec();
                         by_listener.dec();
                         open.fetch_sub(1, Ordering::AcqRel);
@@ -103,10 +183,17 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
     }
 }
 
-async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
-    let peer = stream.peer_addr().ok();
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+async fn serve_connection<R, W>(
+    broker: Arc<Broker>,
+    rt: Arc<ListenerRuntime>,
+    mut session: Session,
+    rd: R,
+    wr: W,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = session.peer.clone();
     // Buffered, so a frame's 4-byte size and small requests do not each cost a syscall.
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let (tx, mut rx) = mpsc::channel::<Reply>(broker.config.max_inflight_per_connection);
@@ -121,7 +208,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
                     None => break,
                 },
                 Reply::Nothing => continue,
-                Reply::Close => break,
+                Reply::Close | Reply::ThenClose(_) => break,
             };
             if write_frame(&mut wr, &frame).await.is_err() {
                 return;
@@ -135,7 +222,7 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
     });
 
     let mut stop = broker.shutdown_signal();
-    let peer_name = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let mut auth = crate::handlers::sasl::ConnAuth::default();
     loop {
         let frame = tokio::select! {
             _ = crate::wait_stopped(&mut stop) => break,
@@ -165,7 +252,22 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
         );
         count.inc();
         let began = std::time::Instant::now();
-        let reply = match handlers::dispatch(&broker, frame, &peer_name).await {
+        let api_key = frame
+            .get(..2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let outcome = if handlers::sasl::is_sasl_api(api_key) {
+            handlers::sasl::handle(&broker, &rt, &mut auth, &mut session, frame).await
+        } else {
+            match handlers::sasl::gate(&rt, &auth, api_key) {
+                Ok(()) => handlers::dispatch(&broker, frame, &session).await,
+                Err(why) => {
+                    broker.metrics.bad_requests.inc();
+                    info!(peer = %peer, api_key, why, "closing connection");
+                    Reply::Close
+                }
+            }
+        };
+        let reply = match outcome {
             Reply::Later(fut) => Reply::Later(
                 async move {
                     let r = fut.await;
@@ -179,7 +281,11 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream) {
                 other
             }
         };
-        let close = matches!(reply, Reply::Close);
+        let (reply, close) = match reply {
+            Reply::ThenClose(last) => (*last, true),
+            Reply::Close => (Reply::Close, true),
+            other => (other, false),
+        };
         if tx.send(reply).await.is_err() || close {
             break;
         }

@@ -28,6 +28,10 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
+fn session() -> sediment_broker::security::Session {
+    sediment_broker::security::Session::anonymous("PLAINTEXT", "127.0.0.1")
+}
+
 fn fixture() -> Fixture {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +47,7 @@ fn fixture() -> Fixture {
 /// JoinGroup may legitimately wait for its group).
 fn run(f: &Fixture, frame: Bytes) {
     f.rt.block_on(async {
-        if let Reply::Later(fut) = dispatch(&f.broker, frame, "127.0.0.1").await {
+        if let Reply::Later(fut) = dispatch(&f.broker, frame, &session()).await {
             let _ = tokio::time::timeout(Duration::from_millis(200), fut).await;
         }
     });
@@ -126,14 +130,14 @@ fn the_fixture_really_serves() {
     // The generators above are only meaningful if a valid request is answered.
     let f = fixture();
     let reply =
-        f.rt.block_on(dispatch(&f.broker, valid_produce(), "127.0.0.1"));
+        f.rt.block_on(dispatch(&f.broker, valid_produce(), &session()));
     let Reply::Later(fut) = reply else {
         panic!("a valid acks=all produce is answered after the WAL sync");
     };
     let frame = f.rt.block_on(fut).expect("a response");
     assert!(frame.len() > 8);
     assert!(matches!(
-        f.rt.block_on(dispatch(&f.broker, valid_metadata(), "127.0.0.1")),
+        f.rt.block_on(dispatch(&f.broker, valid_metadata(), &session())),
         Reply::Ready(_)
     ));
     let _ = ProduceRequest::default();
@@ -148,12 +152,12 @@ fn claimed_array_lengths_beyond_the_frame_close_the_connection() {
         frame.put_i32(count);
         frame.put_slice(&[0, 1, b'x']);
         let reply =
-            f.rt.block_on(dispatch(&f.broker, frame.freeze(), "127.0.0.1"));
+            f.rt.block_on(dispatch(&f.broker, frame.freeze(), &session()));
         assert!(matches!(reply, Reply::Close), "v{version} count {count}");
     }
     // And the broker still answers.
     assert!(matches!(
-        f.rt.block_on(dispatch(&f.broker, valid_metadata(), "127.0.0.1")),
+        f.rt.block_on(dispatch(&f.broker, valid_metadata(), &session())),
         Reply::Ready(_)
     ));
 }

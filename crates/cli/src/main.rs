@@ -9,6 +9,7 @@ mod bench_tier;
 mod cluster;
 mod configs;
 mod groups;
+mod listeners;
 mod records;
 mod serve;
 mod settings;

@@ -16,42 +16,34 @@ use crate::settings::{ServeArgs, Settings};
 /// How long a broker that handed its partitions over keeps serving before it stops.
 const HAND_OVER_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .with_context(|| format!("{addr:?} is not host:port"))?;
-    let port: i32 = port
-        .parse()
-        .with_context(|| format!("bad port in {addr:?}"))?;
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let s = Settings::resolve(args)?;
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("creating data dir {}", s.data_dir.display()))?;
     let data_dir = std::fs::canonicalize(&s.data_dir)
         .with_context(|| format!("resolving data dir {}", s.data_dir.display()))?;
-    let kafka = TcpListener::bind(&s.kafka_addr)
-        .await
-        .with_context(|| format!("binding the Kafka listener to {}", s.kafka_addr))?;
-    let bound = kafka.local_addr()?;
-    let advertised = match &s.advertised_addr {
-        Some(a) => a.clone(),
-        None if bound.ip().is_unspecified() => {
-            bail!("--kafka-addr {bound} binds every interface; set --advertised-addr to the address clients should use")
-        }
-        None => bound.to_string(),
-    };
-    let (host, port) = split_host_port(&advertised)?;
+    let listeners = crate::listeners::bind(&s).await?;
+    let inter = listeners
+        .bound
+        .iter()
+        .find(|b| b.runtime.listener.name == listeners.inter_broker)
+        .map(|b| b.runtime.listener.clone())
+        .context("the inter-broker listener is not bound")?;
     let http_listener = TcpListener::bind(&s.http_addr)
         .await
         .with_context(|| format!("binding the HTTP listener to {}", s.http_addr))?;
 
     let mut config = BrokerConfig::new(&data_dir);
     config.broker_id = s.broker_id;
-    config.advertised_host = host;
-    config.advertised_port = port;
+    config.advertised_host = inter.advertised_host.clone();
+    config.advertised_port = inter.advertised_port;
+    config.inter_broker_listener = inter.name.clone();
+    config.listeners = listeners
+        .bound
+        .iter()
+        .map(|b| b.runtime.listener.clone())
+        .collect();
+    config.peer_transport = listeners.peer_transport.clone();
     config.max_request_bytes = s.max_request_bytes;
     config.message_max_bytes = s.message_max_bytes;
     config.auto_create_topics = s.auto_create_topics;
@@ -124,16 +116,42 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
 
+    let described: Vec<String> = listeners
+        .bound
+        .iter()
+        .map(|b| {
+            let l = &b.runtime.listener;
+            let local = b
+                .socket
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            format!(
+                "{}://{local} ({}, advertised {}:{})",
+                l.name,
+                l.protocol.name(),
+                l.advertised_host,
+                l.advertised_port
+            )
+        })
+        .collect();
     info!(
-        kafka = %bound,
-        advertised = %advertised,
+        listeners = %described.join(", "),
+        inter_broker = %inter.name,
         http = %http_listener.local_addr()?,
         data_dir = %data_dir.display(),
         object_store = %object_url,
         "sediment is serving"
     );
     let http_task = tokio::spawn(http::serve(broker.clone(), http_listener));
-    let kafka_task = tokio::spawn(server::run(broker.clone(), kafka));
+    let mut kafka_tasks = Vec::new();
+    for b in listeners.bound {
+        kafka_tasks.push(tokio::spawn(server::run_listener(
+            broker.clone(),
+            b.socket,
+            b.runtime,
+        )));
+    }
     let tick = std::time::Duration::from_millis(s.segment_ms.clamp(50, 1000));
     broker.start_background(tick);
 
@@ -148,7 +166,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     broker.begin_shutdown();
     broker.leave_cluster().await;
-    let _ = kafka_task.await;
+    for t in kafka_tasks {
+        let _ = t.await;
+    }
     let _ = http_task.await;
     // The uploader finishes the segment it is writing (or aborts it) before the WAL closes.
     broker.stop_background().await;

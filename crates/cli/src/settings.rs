@@ -158,6 +158,62 @@ pub struct ServeArgs {
     /// (0: never)
     #[arg(long, env = "SEDIMENT_REPLICA_REPLACE_AFTER_MS")]
     pub replica_replace_after_ms: Option<u64>,
+    /// A Kafka listener NAME://HOST:PORT (repeatable; comma-separated in the environment).
+    /// NAME is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, or mapped to one by
+    /// --listener-security-protocol-map. Without --kafka-addr given too, these are the only
+    /// listeners.
+    #[arg(long = "listener", env = "SEDIMENT_LISTENERS", value_delimiter = ',')]
+    pub listener: Vec<String>,
+    /// The address Metadata gives clients of a listener, NAME://HOST:PORT (repeatable)
+    #[arg(
+        long = "advertised-listener",
+        env = "SEDIMENT_ADVERTISED_LISTENERS",
+        value_delimiter = ','
+    )]
+    pub advertised_listener: Vec<String>,
+    /// Listener names to security protocols, NAME:PROTOCOL,... (Kafka's
+    /// listener.security.protocol.map)
+    #[arg(long, env = "SEDIMENT_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener peers replicate through (Kafka's inter.broker.listener.name)
+    #[arg(long, env = "SEDIMENT_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// PEM certificate chain of SSL and SASL_SSL listeners (re-read when it changes)
+    #[arg(long, env = "SEDIMENT_SSL_CERT_FILE")]
+    pub ssl_cert_file: Option<PathBuf>,
+    /// PEM private key of --ssl-cert-file (PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "SEDIMENT_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for client certificates, and for peers' certificates when
+    /// the inter-broker listener uses TLS
+    #[arg(long, env = "SEDIMENT_SSL_CA_FILE")]
+    pub ssl_ca_file: Option<PathBuf>,
+    /// Client certificates on TLS listeners: none, requested or required (Kafka's
+    /// ssl.client.auth); a certificate's subject becomes the principal
+    #[arg(long, env = "SEDIMENT_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
+    /// How often the TLS files are checked for changes
+    #[arg(long, env = "SEDIMENT_SSL_RELOAD_INTERVAL_MS")]
+    pub ssl_reload_interval_ms: Option<u64>,
+    /// SASL mechanisms SASL listeners accept, comma-separated: PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512
+    #[arg(long, env = "SEDIMENT_SASL_ENABLED_MECHANISMS")]
+    pub sasl_enabled_mechanisms: Option<String>,
+    /// File of user:password lines that PLAIN checks instead of the SCRAM credentials
+    #[arg(long, env = "SEDIMENT_SASL_PLAIN_USERS_FILE")]
+    pub sasl_plain_users_file: Option<PathBuf>,
+    /// SASL sessions last this long; a client must re-authenticate (KIP-368) before it ends
+    /// (0: forever; Kafka's connections.max.reauth.ms)
+    #[arg(long, env = "SEDIMENT_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
+    /// Delay before a failed authentication is answered (Kafka's
+    /// connection.failed.authentication.delay.ms)
+    #[arg(long, env = "SEDIMENT_FAILED_AUTHENTICATION_DELAY_MS")]
+    pub failed_authentication_delay_ms: Option<u64>,
+    /// Failed SASL authentications allowed per client address per minute; beyond that the
+    /// address is refused without its credentials being checked
+    #[arg(long, env = "SEDIMENT_MAX_FAILED_AUTHENTICATIONS_PER_MINUTE")]
+    pub max_failed_authentications_per_minute: Option<u32>,
 }
 
 /// The same settings as read from a TOML file.
@@ -205,6 +261,20 @@ struct FileSettings {
     default_replication_factor: Option<i32>,
     replica_lag_time_max_ms: Option<u64>,
     replica_replace_after_ms: Option<u64>,
+    listeners: Option<Vec<String>>,
+    advertised_listeners: Option<Vec<String>>,
+    listener_security_protocol_map: Option<String>,
+    inter_broker_listener_name: Option<String>,
+    ssl_cert_file: Option<PathBuf>,
+    ssl_key_file: Option<PathBuf>,
+    ssl_ca_file: Option<PathBuf>,
+    ssl_client_auth: Option<String>,
+    ssl_reload_interval_ms: Option<u64>,
+    sasl_enabled_mechanisms: Option<String>,
+    sasl_plain_users_file: Option<PathBuf>,
+    connections_max_reauth_ms: Option<u64>,
+    failed_authentication_delay_ms: Option<u64>,
+    max_failed_authentications_per_minute: Option<u32>,
     // S3 settings under the names AWS tools use; the environment wins over them.
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
@@ -217,7 +287,8 @@ struct FileSettings {
 /// Fully resolved settings.
 #[derive(Debug)]
 pub struct Settings {
-    pub kafka_addr: String,
+    /// The PLAINTEXT listener of --kafka-addr: given, or the default when no --listener is.
+    pub kafka_addr: Option<String>,
     pub advertised_addr: Option<String>,
     pub data_dir: PathBuf,
     pub http_addr: String,
@@ -259,6 +330,20 @@ pub struct Settings {
     pub default_replication_factor: Option<i32>,
     pub replica_lag_time_max_ms: u64,
     pub replica_replace_after_ms: u64,
+    pub listeners: Vec<String>,
+    pub advertised_listeners: Vec<String>,
+    pub listener_security_protocol_map: Option<String>,
+    pub inter_broker_listener_name: Option<String>,
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
+    pub ssl_ca_file: Option<PathBuf>,
+    pub ssl_client_auth: Option<String>,
+    pub ssl_reload_interval_ms: u64,
+    pub sasl_enabled_mechanisms: Option<String>,
+    pub sasl_plain_users_file: Option<PathBuf>,
+    pub connections_max_reauth_ms: u64,
+    pub failed_authentication_delay_ms: u64,
+    pub max_failed_authentications_per_minute: u32,
     pub s3: sediment_storage::S3Settings,
 }
 
@@ -273,11 +358,54 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
+        let listeners = if args.listener.is_empty() {
+            file.listeners.unwrap_or_default()
+        } else {
+            args.listener
+        };
+        let kafka_addr = match args.kafka_addr.or(file.kafka_addr) {
+            Some(a) => Some(a),
+            None if listeners.is_empty() => Some(D::KAFKA_ADDR.into()),
+            None => None,
+        };
         let s = Settings {
-            kafka_addr: args
-                .kafka_addr
-                .or(file.kafka_addr)
-                .unwrap_or_else(|| D::KAFKA_ADDR.into()),
+            kafka_addr,
+            listeners,
+            advertised_listeners: if args.advertised_listener.is_empty() {
+                file.advertised_listeners.unwrap_or_default()
+            } else {
+                args.advertised_listener
+            },
+            listener_security_protocol_map: args
+                .listener_security_protocol_map
+                .or(file.listener_security_protocol_map),
+            inter_broker_listener_name: args
+                .inter_broker_listener_name
+                .or(file.inter_broker_listener_name),
+            ssl_cert_file: args.ssl_cert_file.or(file.ssl_cert_file),
+            ssl_key_file: args.ssl_key_file.or(file.ssl_key_file),
+            ssl_ca_file: args.ssl_ca_file.or(file.ssl_ca_file),
+            ssl_client_auth: args.ssl_client_auth.or(file.ssl_client_auth),
+            ssl_reload_interval_ms: args
+                .ssl_reload_interval_ms
+                .or(file.ssl_reload_interval_ms)
+                .unwrap_or(D::SSL_RELOAD_INTERVAL_MS),
+            sasl_enabled_mechanisms: args
+                .sasl_enabled_mechanisms
+                .or(file.sasl_enabled_mechanisms),
+            sasl_plain_users_file: args.sasl_plain_users_file.or(file.sasl_plain_users_file),
+            connections_max_reauth_ms: args
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms)
+                .unwrap_or(0),
+            failed_authentication_delay_ms: args
+                .failed_authentication_delay_ms
+                .or(file.failed_authentication_delay_ms)
+                .unwrap_or(D::FAILED_AUTHENTICATION_DELAY_MS),
+            max_failed_authentications_per_minute: args
+                .max_failed_authentications_per_minute
+                .or(file.max_failed_authentications_per_minute)
+                .unwrap_or(D::MAX_FAILED_AUTHENTICATIONS_PER_MINUTE),
             advertised_addr: args.advertised_addr.or(file.advertised_addr),
             data_dir: args
                 .data_dir
@@ -459,6 +587,9 @@ impl Settings {
         if tls && s.etcd_endpoints.iter().any(|e| !e.starts_with("https://")) {
             bail!("etcd TLS settings need https:// etcd endpoints");
         }
+        if s.ssl_reload_interval_ms == 0 {
+            bail!("--ssl-reload-interval-ms must be positive");
+        }
         if s.etcd_endpoints.is_empty() {
             let cluster_only = [
                 ("--rack", s.rack.is_some()),
@@ -554,6 +685,44 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
         ("etcd_cert_file", "none".into()),
         ("etcd_key_file", "none".into()),
         ("default_replication_factor", "min(3, live brokers)".into()),
+        ("listener", "none (only --kafka-addr)".into()),
+        (
+            "advertised_listener",
+            "each listener's bound address".into(),
+        ),
+        (
+            "listener_security_protocol_map",
+            "each name is its protocol".into(),
+        ),
+        (
+            "inter_broker_listener_name",
+            "PLAINTEXT of --kafka-addr, else the first --listener".into(),
+        ),
+        ("ssl_cert_file", "none".into()),
+        ("ssl_key_file", "none".into()),
+        ("ssl_ca_file", "none".into()),
+        ("ssl_client_auth", "none".into()),
+        (
+            "ssl_reload_interval_ms",
+            D::SSL_RELOAD_INTERVAL_MS.to_string(),
+        ),
+        (
+            "sasl_enabled_mechanisms",
+            "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512".into(),
+        ),
+        (
+            "sasl_plain_users_file",
+            "none: PLAIN checks SCRAM credentials".into(),
+        ),
+        ("connections_max_reauth_ms", "0".into()),
+        (
+            "failed_authentication_delay_ms",
+            D::FAILED_AUTHENTICATION_DELAY_MS.to_string(),
+        ),
+        (
+            "max_failed_authentications_per_minute",
+            D::MAX_FAILED_AUTHENTICATIONS_PER_MINUTE.to_string(),
+        ),
         (
             "replica_lag_time_max_ms",
             D::REPLICA_LAG_TIME_MAX_MS.to_string(),
@@ -670,7 +839,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.kafka_addr, "127.0.0.1:1");
+        assert_eq!(s.kafka_addr.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(s.num_partitions, 7);
         assert_eq!(s.http_addr, "127.0.0.1:9464");
 

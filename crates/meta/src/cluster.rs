@@ -29,6 +29,32 @@ pub struct BrokerRegistration {
     /// Fresh at every start: a broker that restarted (or lost its disk) is a new incarnation,
     /// and must never count as in sync on the strength of its previous life (KIP-903).
     pub incarnation: Uuid,
+    /// Every advertised listener, so Metadata can answer with the addresses of the listener a
+    /// client came in on. Empty in registrations of brokers that had only `host`/`port`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<Endpoint>,
+}
+
+/// One advertised listener of a broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl BrokerRegistration {
+    /// The broker's address on listener `name`; `None` if it has no such listener (Kafka leaves
+    /// such brokers out of Metadata). A registration without listeners has one, everywhere.
+    pub fn endpoint(&self, name: &str) -> Option<(String, i32)> {
+        if self.listeners.is_empty() {
+            return Some((self.host.clone(), self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| (e.host.clone(), e.port))
+    }
 }
 
 /// A partition's replica set and leadership.

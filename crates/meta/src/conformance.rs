@@ -39,6 +39,71 @@ pub async fn run(store: &dyn MetaStore) {
     assert!(store.broker_configs("1").await.expect("read").is_empty());
     assert_eq!(store.broker_configs("").await.expect("read"), cluster);
 
+    // SASL credentials: one per user and mechanism; names with separators stay apart.
+    assert!(store.user_credentials().await.expect("list").is_empty());
+    for (user, mech, cred) in [
+        ("alice", "SCRAM-SHA-256", "a256"),
+        ("alice", "SCRAM-SHA-512", "a512"),
+        ("bob/x%2F", "SCRAM-SHA-256", "b256"),
+        ("bob", "SCRAM-SHA-256", "plain-bob"),
+    ] {
+        store
+            .put_user_credential(user, mech, cred.to_string())
+            .await
+            .expect("put credential");
+    }
+    store
+        .put_user_credential("alice", "SCRAM-SHA-256", "a256-new".into())
+        .await
+        .expect("replace credential");
+    let listed: Vec<(String, String, String)> = store
+        .user_credentials()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| (c.user, c.mechanism, c.credential))
+        .collect();
+    let want = [
+        ("alice", "SCRAM-SHA-256", "a256-new"),
+        ("alice", "SCRAM-SHA-512", "a512"),
+        ("bob", "SCRAM-SHA-256", "plain-bob"),
+        ("bob/x%2F", "SCRAM-SHA-256", "b256"),
+    ];
+    assert_eq!(
+        listed,
+        want.map(|(u, m, c)| (u.to_string(), m.to_string(), c.to_string()))
+    );
+    assert_eq!(
+        store
+            .user_credential("bob/x%2F", "SCRAM-SHA-256")
+            .await
+            .expect("read"),
+        Some("b256".to_string())
+    );
+    assert_eq!(
+        store
+            .user_credential("bob", "SCRAM-SHA-512")
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(store
+        .delete_user_credential("alice", "SCRAM-SHA-512")
+        .await
+        .expect("delete"));
+    assert!(!store
+        .delete_user_credential("alice", "SCRAM-SHA-512")
+        .await
+        .expect("delete again"));
+    for (user, mech) in [("alice", "SCRAM-SHA-256"), ("bob/x%2F", "SCRAM-SHA-256")] {
+        assert!(store
+            .delete_user_credential(user, mech)
+            .await
+            .expect("delete"));
+    }
+    // `bob` stays, so callers can check that credentials survive a restart.
+    assert_eq!(store.user_credentials().await.expect("list").len(), 1);
+
     let mut configs = BTreeMap::new();
     configs.insert("retention.ms".to_string(), "1000".to_string());
     let a = store

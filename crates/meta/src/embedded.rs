@@ -24,7 +24,10 @@ use uuid::Uuid;
 use crate::lines::unavailable;
 use crate::meta_log::{self, segment_key, Change, MetaLog, State};
 use crate::offsets_log::{Groups, OffsetsLog};
-use crate::{MetaError, MetaStore, OffsetEntry, PartitionIndex, Result, SegmentEntry, TopicMeta};
+use crate::{
+    MetaError, MetaStore, OffsetEntry, PartitionIndex, Result, SegmentEntry, TopicMeta,
+    UserCredential,
+};
 
 struct Inner {
     /// Writers' lock of the metadata files.
@@ -259,6 +262,60 @@ impl MetaStore for EmbeddedMetaStore {
         let scope = scope.to_string();
         self.update(move |_| Ok(((), Some(Change::SetBrokerConfigs { scope, configs }))))
             .await
+    }
+
+    async fn user_credentials(&self) -> Result<Vec<UserCredential>> {
+        self.read(|s| {
+            s.users
+                .iter()
+                .flat_map(|(user, creds)| {
+                    creds
+                        .iter()
+                        .map(move |(mechanism, credential)| UserCredential {
+                            user: user.clone(),
+                            mechanism: mechanism.clone(),
+                            credential: credential.clone(),
+                        })
+                })
+                .collect()
+        })
+    }
+
+    async fn user_credential(&self, user: &str, mechanism: &str) -> Result<Option<String>> {
+        self.read(|s| s.users.get(user).and_then(|m| m.get(mechanism)).cloned())
+    }
+
+    async fn put_user_credential(
+        &self,
+        user: &str,
+        mechanism: &str,
+        credential: String,
+    ) -> Result<()> {
+        let change = Change::SetUserCredential {
+            user: user.to_string(),
+            mechanism: mechanism.to_string(),
+            credential: Some(credential),
+        };
+        self.update(move |_| Ok(((), Some(change)))).await
+    }
+
+    async fn delete_user_credential(&self, user: &str, mechanism: &str) -> Result<bool> {
+        let (user, mechanism) = (user.to_string(), mechanism.to_string());
+        self.update(move |s| {
+            if s.users
+                .get(&user)
+                .is_none_or(|m| !m.contains_key(&mechanism))
+            {
+                return Ok((false, None));
+            }
+            let change = Change::SetUserCredential {
+                user,
+                mechanism,
+                credential: None,
+            };
+            Ok((true, Some(change)))
+        })
+        .await
     }
 
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {

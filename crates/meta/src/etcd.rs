@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::{
     CommittedOffset, MetaError, MetaStore, OffsetEntry, PartitionIndex, Result, SegmentEntry,
-    TopicMeta,
+    TopicMeta, UserCredential,
 };
 
 /// Times a request that could not reach an etcd member is sent again.
@@ -388,6 +388,15 @@ impl Keys {
 
     pub(crate) fn broker_configs(&self, scope: &str) -> String {
         format!("{}/broker_configs/{}", self.root, escape(scope))
+    }
+
+    /// Every user's credentials live under here, one key per user and mechanism.
+    fn users(&self) -> String {
+        format!("{}/users/", self.root)
+    }
+
+    fn user_credential(&self, user: &str, mechanism: &str) -> String {
+        format!("{}/users/{}/{}", self.root, escape(user), escape(mechanism))
     }
 
     fn producer_ids(&self) -> String {
@@ -1383,6 +1392,67 @@ impl MetaStore for EtcdMetaStore {
             },
         )
         .await
+    }
+
+    async fn user_credentials(&self) -> Result<Vec<UserCredential>> {
+        let prefix = self.keys.users();
+        let mut out = Vec::new();
+        for kv in self.range_prefix(&prefix).await? {
+            let rest = kv.key().get(prefix.len()..).unwrap_or_default();
+            let parsed = rest
+                .iter()
+                .position(|&b| b == b'/')
+                .and_then(|slash| Some((unescape(&rest[..slash])?, unescape(&rest[slash + 1..])?)));
+            let Some((user, mechanism)) = parsed else {
+                return Err(MetaError::Invalid(format!(
+                    "unexpected key {} under {prefix}",
+                    String::from_utf8_lossy(kv.key())
+                )));
+            };
+            let credential = decode::<String>(kv.key(), kv.value(), "user credential")?;
+            out.push(UserCredential {
+                user,
+                mechanism,
+                credential,
+            });
+        }
+        out.sort_by(|a, b| (&a.user, &a.mechanism).cmp(&(&b.user, &b.mechanism)));
+        Ok(out)
+    }
+
+    async fn user_credential(&self, user: &str, mechanism: &str) -> Result<Option<String>> {
+        let key = self.keys.user_credential(user, mechanism);
+        match self.get(&key).await? {
+            Some(stored) => decode(key.as_bytes(), &stored.value, "user credential").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_user_credential(
+        &self,
+        user: &str,
+        mechanism: &str,
+        credential: String,
+    ) -> Result<()> {
+        let key = self.keys.user_credential(user, mechanism);
+        let value = encode(&key, &credential)?;
+        self.call_again(&format!("writing {key}"), |mut kv| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { kv.put(key.as_str(), value, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_user_credential(&self, user: &str, mechanism: &str) -> Result<bool> {
+        let key = self.keys.user_credential(user, mechanism);
+        let resp = self
+            .call_again(&format!("deleting {key}"), |mut kv| {
+                let key = key.clone();
+                async move { kv.delete(key.as_str(), None).await }
+            })
+            .await?;
+        Ok(resp.deleted() > 0)
     }
 
     async fn broker_configs(&self, scope: &str) -> Result<BTreeMap<String, String>> {

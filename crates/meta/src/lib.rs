@@ -201,4 +201,27 @@ pub trait MetaStore: Send + Sync + 'static {
         scope: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<()>;
+
+    /// Every stored SASL/SCRAM credential, ordered by user then mechanism.
+    async fn user_credentials(&self) -> Result<Vec<UserCredential>>;
+    /// The credential of `user` for `mechanism` (e.g. `SCRAM-SHA-256`), if one is stored.
+    async fn user_credential(&self, user: &str, mechanism: &str) -> Result<Option<String>>;
+    /// Stores (replacing) the credential of `user` for `mechanism`.
+    async fn put_user_credential(
+        &self,
+        user: &str,
+        mechanism: &str,
+        credential: String,
+    ) -> Result<()>;
+    /// Removes the credential of `user` for `mechanism`; `false` if there was none.
+    async fn delete_user_credential(&self, user: &str, mechanism: &str) -> Result<bool>;
+}
+
+/// One user's credential for one SASL mechanism. The credential is opaque here: the broker
+/// keeps Kafka's text form (`salt=…,stored_key=…,server_key=…,iterations=…`), never a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCredential {
+    pub user: String,
+    pub mechanism: String,
+    pub credential: String,
 }

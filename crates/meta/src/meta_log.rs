@@ -43,6 +43,8 @@ pub(crate) struct State {
     pub(crate) segments: BTreeMap<String, StoredIndex>,
     /// Dynamic broker configs by scope (`""` cluster default, or a broker id).
     pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// SASL credentials: user, then mechanism, to the stored credential.
+    pub(crate) users: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A partition's index plus the newest leader epoch that committed to it (kept even when
@@ -71,6 +73,8 @@ struct Snapshot {
     segments: BTreeMap<String, StoredIndex>,
     #[serde(default)]
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    users: BTreeMap<String, BTreeMap<String, String>>,
     /// Generation of the log that follows this snapshot (absent before version 2).
     #[serde(default)]
     log_generation: u64,
@@ -87,6 +91,8 @@ struct SnapshotRef<'a> {
     segments: &'a BTreeMap<String, StoredIndex>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     broker_configs: &'a BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    users: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
@@ -98,6 +104,7 @@ fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
         next_producer_id: state.next_producer_id,
         segments: &state.segments,
         broker_configs: &state.broker_configs,
+        users: &state.users,
     })
     .map_err(|e| unavailable("encoding", e))
 }
@@ -144,6 +151,12 @@ pub(crate) enum Change {
         scope: String,
         configs: BTreeMap<String, String>,
     },
+    /// A user's credential for a mechanism stored (`Some`) or removed (`None`).
+    SetUserCredential {
+        user: String,
+        mechanism: String,
+        credential: Option<String>,
+    },
 }
 
 pub(crate) fn apply(state: &mut State, change: Change) {
@@ -177,6 +190,23 @@ pub(crate) fn apply(state: &mut State, change: Change) {
                 state.broker_configs.insert(scope, configs);
             }
         }
+        Change::SetUserCredential {
+            user,
+            mechanism,
+            credential,
+        } => match credential {
+            Some(c) => {
+                state.users.entry(user).or_default().insert(mechanism, c);
+            }
+            None => {
+                if let Some(m) = state.users.get_mut(&user) {
+                    m.remove(&mechanism);
+                    if m.is_empty() {
+                        state.users.remove(&user);
+                    }
+                }
+            }
+        },
         Change::AddSegment {
             topic_id,
             partition,
@@ -281,6 +311,7 @@ impl MetaLog {
                     next_producer_id: s.next_producer_id,
                     segments: s.segments,
                     broker_configs: s.broker_configs,
+                    users: s.users,
                 };
                 (state, s.log_generation, bytes.len() as u64)
             }

@@ -248,6 +248,10 @@ async fn the_conformance_suite_passes_and_prefixes_are_separate_clusters() {
         a.cluster_id().await.unwrap()
     );
     assert!(again.topic("conformance-kept").await.unwrap().is_some());
+    assert_eq!(
+        again.user_credential("bob", "SCRAM-SHA-256").await.unwrap(),
+        Some("plain-bob".to_string())
+    );
     assert_eq!(again.topics().await.unwrap(), a.topics().await.unwrap());
 
     // An unused prefix is an empty cluster.
@@ -915,6 +919,7 @@ fn registration(id: i32) -> BrokerRegistration {
         port: 9000 + id,
         rack: Some(format!("rack-{}", id % 2)),
         incarnation: Uuid::new_v4(),
+        listeners: Vec::new(),
     }
 }
 

@@ -30,6 +30,15 @@ pub enum ClientError {
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
 
+/// How a connection is carried.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS with this configuration; the server name is the address's host.
+    Tls(Arc<rustls::ClientConfig>),
+}
+
 /// One connection to a broker.
 pub struct Client {
     next_id: AtomicI32,
@@ -40,11 +49,41 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects and starts the reader and writer tasks.
+    /// Connects in plaintext and starts the reader and writer tasks.
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        Self::connect_via(addr, &Transport::Plain).await
+    }
+
+    /// Connects over `transport` and starts the reader and writer tasks.
+    pub async fn connect_via(addr: &str, transport: &Transport) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut rd, wr) = stream.into_split();
+        match transport {
+            Transport::Plain => {
+                let (rd, wr) = stream.into_split();
+                Ok(Self::start_tasks(rd, wr))
+            }
+            Transport::Tls(config) => {
+                let host = addr
+                    .rsplit_once(':')
+                    .map_or(addr, |(h, _)| h)
+                    .trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| ClientError::Protocol(format!("TLS server name {host:?}: {e}")))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, stream)
+                    .await?;
+                let (rd, wr) = tokio::io::split(tls);
+                Ok(Self::start_tasks(rd, wr))
+            }
+        }
+    }
+
+    fn start_tasks<R, W>(mut rd: R, wr: W) -> Self
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let pending: Pending = Arc::default();
         let (out, mut out_rx) = mpsc::channel::<(Bytes, Bytes)>(1024);
         tokio::spawn(async move {
@@ -86,12 +125,12 @@ impl Client {
                 map.clear();
             }
         });
-        Ok(Self {
+        Self {
             next_id: AtomicI32::new(1),
             pending,
             out,
             client_id: StrBytes::from_static_str("sediment-cli"),
-        })
+        }
     }
 
     fn encode<R: Request>(&self, version: i16, req: &R, id: i32) -> Result<Bytes, ClientError> {

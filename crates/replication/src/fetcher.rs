@@ -174,6 +174,10 @@ pub trait ReplicaHost: Send + Sync + 'static {
     fn followed(&self, leader: i32) -> Vec<Followed<Self::Log>>;
     /// The leader's Kafka address, if it is registered.
     fn leader_addr(&self, leader: i32) -> Option<String>;
+    /// How connections to leaders are carried (TLS when the inter-broker listener has it).
+    fn transport(&self) -> sediment_protocol::client::Transport {
+        sediment_protocol::client::Transport::Plain
+    }
     /// Called when nothing follows `leader` any more: `true` ends the task (the host forgets
     /// it atomically with that answer, so a new follow starts a new task).
     fn fetcher_done(&self, leader: i32) -> bool;
@@ -207,7 +211,9 @@ pub async fn run<H: ReplicaHost>(host: Arc<H>, leader: i32) {
             continue;
         };
         if conn.as_ref().is_none_or(|(a, _)| *a != addr) {
-            match tokio::time::timeout(Duration::from_secs(2), Client::connect(&addr)).await {
+            let transport = host.transport();
+            let connecting = Client::connect_via(&addr, &transport);
+            match tokio::time::timeout(Duration::from_secs(2), connecting).await {
                 Ok(Ok(c)) => conn = Some((addr, c)),
                 Ok(Err(e)) => {
                     debug!(leader, %addr, error = %e, "cannot reach the leader");

@@ -9,7 +9,11 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::{str_bytes, ResponseError};
 use crate::Broker;
 
-pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    broker: &Arc<Broker>,
+    req: DescribeClusterRequest,
+    listener: &str,
+) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     // endpoint_type 1 = brokers; 2 = controllers (KIP-919), which clients may not ask us for.
     if req.endpoint_type != 1 {
@@ -17,7 +21,7 @@ pub fn handle(broker: &Arc<Broker>, req: DescribeClusterRequest) -> DescribeClus
         resp.error_message = Some(str_bytes("only the brokers endpoint type is served"));
         return resp;
     }
-    let (brokers, controller) = super::brokers(broker);
+    let (brokers, controller) = super::brokers(broker, listener);
     resp.cluster_id = str_bytes(broker.cluster_id());
     resp.controller_id = BrokerId(controller);
     if req.include_cluster_authorized_operations {

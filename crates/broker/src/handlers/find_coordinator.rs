@@ -22,14 +22,21 @@ fn lookup(
     broker: &Broker,
     key: &str,
     key_type: i8,
+    listener: &str,
 ) -> Result<(i32, String, i32), (i16, &'static str)> {
     check(broker, key, key_type)?;
     let c = &broker.config;
     match broker.cluster() {
-        None => Ok((c.broker_id, c.advertised_host.clone(), c.advertised_port)),
+        None => {
+            let (host, port) = c.endpoint(listener);
+            Ok((c.broker_id, host, port))
+        }
         Some(cluster) => cluster
             .coordinator_for(key)
-            .map(|b| (b.broker_id, b.host, b.port))
+            .and_then(|b| {
+                let (host, port) = b.endpoint(listener)?;
+                Some((b.broker_id, host, port))
+            })
             .ok_or((
                 ResponseError::CoordinatorNotAvailable.code(),
                 "no live broker is registered",
@@ -59,12 +66,13 @@ pub fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: FindCoordinatorRequest,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in req.coordinator_keys {
             let mut co = Coordinator::default();
-            match lookup(broker, key.as_str(), req.key_type) {
+            match lookup(broker, key.as_str(), req.key_type, listener) {
                 Ok((id, host, port)) => {
                     co.node_id = BrokerId(id);
                     co.host = str_bytes(host);
@@ -82,7 +90,7 @@ pub fn handle(
         }
         return resp;
     }
-    match lookup(broker, req.key.as_str(), req.key_type) {
+    match lookup(broker, req.key.as_str(), req.key_type, listener) {
         Ok((id, host, port)) => {
             resp.node_id = BrokerId(id);
             resp.host = str_bytes(host);

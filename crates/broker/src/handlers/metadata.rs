@@ -83,9 +83,14 @@ fn missing(name: Option<TopicName>, id: Uuid, code: i16, version: i16) -> Metada
     out
 }
 
-pub async fn handle(broker: &Arc<Broker>, version: i16, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: MetadataRequest,
+    session: &crate::security::Session,
+) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    let (brokers, controller) = super::brokers(broker);
+    let (brokers, controller) = super::brokers(broker, &session.listener);
     resp.brokers = brokers
         .into_iter()
         .map(|(node, host, port, rack)| {

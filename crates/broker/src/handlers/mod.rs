@@ -42,17 +42,20 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod sync_group;
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    AlterConfigsRequest, AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    DescribeUserScramCredentialsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
     RequestHeader, ResponseHeader, SyncGroupRequest,
 };
@@ -61,6 +64,7 @@ use sediment_meta::MetaError;
 use sediment_protocol::versions;
 use tracing::{error, warn};
 
+use crate::security::Session;
 use crate::server::Reply;
 use crate::Broker;
 
@@ -116,23 +120,21 @@ pub(crate) type Listed = (i32, String, i32, Option<String>);
 /// decided by compare-and-set in etcd, ADR 0022); the live broker with the lowest id is named,
 /// since admin clients send CreateTopics and the like to "the controller", and any broker
 /// serves those.
-pub(crate) fn brokers(broker: &Broker) -> (Vec<Listed>, i32) {
+pub(crate) fn brokers(broker: &Broker, listener: &str) -> (Vec<Listed>, i32) {
     let c = &broker.config;
     match broker.cluster() {
-        None => (
-            vec![(
-                c.broker_id,
-                c.advertised_host.clone(),
-                c.advertised_port,
-                None,
-            )],
-            c.broker_id,
-        ),
+        None => {
+            let (host, port) = c.endpoint(listener);
+            (vec![(c.broker_id, host, port, None)], c.broker_id)
+        }
         Some(cluster) => {
             let live: Vec<_> = cluster
                 .live_brokers()
                 .into_iter()
-                .map(|b| (b.broker_id, b.host, b.port, b.rack))
+                .filter_map(|b| {
+                    let (host, port) = b.endpoint(listener)?;
+                    Some((b.broker_id, host, port, b.rack))
+                })
                 .collect();
             let controller = live.first().map_or(-1, |b| b.0);
             (live, controller)
@@ -158,15 +160,25 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Decodes and answers one request frame.
-pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Reply {
+/// A request frame whose header is read: the body is what is left.
+pub(crate) struct Framed {
+    pub key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+/// Reads a request's header, checking the API and version are served. `Err` is the reply to
+/// send instead (the connection is closed, or an ApiVersions fallback answered).
+pub(crate) fn frame_header(broker: &Broker, mut frame: Bytes) -> Result<Framed, Reply> {
     if frame.len() < 8 {
         broker.metrics.bad_requests.inc();
         warn!(
             len = frame.len(),
             "request shorter than a request header; closing connection"
         );
-        return Reply::Close;
+        return Err(Reply::Close);
     }
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
@@ -174,7 +186,7 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
     let Ok(key) = ApiKey::try_from(api_key) else {
         broker.metrics.bad_requests.inc();
         warn!(api_key, "unknown api key; closing connection");
-        return Reply::Close;
+        return Err(Reply::Close);
     };
     if !versions::is_supported(api_key, version) {
         broker.metrics.bad_requests.inc();
@@ -182,19 +194,41 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
             // KIP-511: answer an ApiVersions we cannot parse in v0 form, listing what we serve,
             // so the client can retry with a version we have.
             let resp = versions::api_versions_response(ResponseError::UnsupportedVersion.code());
-            return ready(encode(correlation_id, 0, &resp));
+            return Err(ready(encode(correlation_id, 0, &resp)));
         }
         warn!(?key, version, "unsupported api version; closing connection");
-        return Reply::Close;
+        return Err(Reply::Close);
     }
-    let header = match RequestHeader::decode(&mut frame, key.request_header_version(version)) {
-        Ok(h) => h,
+    match RequestHeader::decode(&mut frame, key.request_header_version(version)) {
+        Ok(header) => Ok(Framed {
+            key,
+            version,
+            correlation_id,
+            header,
+            body: frame,
+        }),
         Err(e) => {
             broker.metrics.bad_requests.inc();
             warn!(?key, error = %e, "undecodable request header; closing connection");
-            return Reply::Close;
+            Err(Reply::Close)
         }
+    }
+}
+
+/// Decodes and answers one request frame.
+pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> Reply {
+    let framed = match frame_header(broker, frame) {
+        Ok(f) => f,
+        Err(reply) => return reply,
     };
+    let (key, version, correlation_id, mut frame) = (
+        framed.key,
+        framed.version,
+        framed.correlation_id,
+        framed.body,
+    );
+    let header = framed.header;
+    let peer = session.peer.as_str();
     let client_id = header.client_id.as_ref().map(|c| c.as_str()).unwrap_or("");
 
     macro_rules! decode {
@@ -220,7 +254,7 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
             ready(encode(
                 cid,
                 version,
-                &metadata::handle(broker, version, req).await,
+                &metadata::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::Produce => {
@@ -305,14 +339,18 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
         }
         ApiKey::DescribeCluster => {
             let req = decode!(DescribeClusterRequest);
-            ready(encode(cid, version, &describe_cluster::handle(broker, req)))
+            ready(encode(
+                cid,
+                version,
+                &describe_cluster::handle(broker, req, &session.listener),
+            ))
         }
         ApiKey::FindCoordinator => {
             let req = decode!(FindCoordinatorRequest);
             ready(encode(
                 cid,
                 version,
-                &find_coordinator::handle(broker, version, req),
+                &find_coordinator::handle(broker, version, req, &session.listener),
             ))
         }
         ApiKey::JoinGroup => {
@@ -396,8 +434,25 @@ pub async fn dispatch(broker: &Arc<Broker>, mut frame: Bytes, peer: &str) -> Rep
                 &init_producer_id::handle(broker, req).await,
             ))
         }
+        ApiKey::DescribeUserScramCredentials => {
+            let req = decode!(DescribeUserScramCredentialsRequest);
+            ready(encode(
+                cid,
+                version,
+                &scram_credentials::describe(broker, req).await,
+            ))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let req = decode!(AlterUserScramCredentialsRequest);
+            ready(encode(
+                cid,
+                version,
+                &scram_credentials::alter(broker, req).await,
+            ))
+        }
         _ => {
-            // Unreachable while SUPPORTED and this match agree; a unit test checks they do.
+            // Unreachable while SUPPORTED and this match agree (SaslHandshake and
+            // SaslAuthenticate are answered by the connection, see `sasl`).
             warn!(
                 ?key,
                 "api listed as supported has no handler; closing connection"
