@@ -358,7 +358,14 @@ impl ServerExchange {
             .next()
             .and_then(|r| r.strip_prefix("r="))
             .ok_or_else(|| malformed("no nonce"))?;
-        if nonce != self.nonce {
+        // librdkafka 2.0.2 (Debian 12's kcat) echoes its own nonce in front of the combined one,
+        // which Kafka brokers long accepted (they checked only that the nonce ends with the
+        // server's). That one form is accepted besides the exact nonce; the proof covers the
+        // message as sent either way.
+        let doubled = nonce
+            .strip_prefix(self.first.nonce.as_str())
+            .is_some_and(|rest| rest == self.nonce);
+        if nonce != self.nonce && !doubled {
             return Err(malformed("nonce does not match"));
         }
         let proof = B64.decode(proof).map_err(|_| malformed("bad proof"))?;
@@ -613,6 +620,17 @@ mod tests {
             server.finish(fin.as_bytes()),
             Err(AuthError::BadCredentials)
         );
+        // The doubled client nonce librdkafka 2.0.2 sends is the only other form taken.
+        for (prefix, ok) in [("b", true), ("x", false), ("bb", false)] {
+            let s = ServerExchange::new(Hash::Sha256, first.clone(), Some(cred.clone()), b"k");
+            let fin = format!("c=biws,r={prefix}{},p=AAAA", s.nonce);
+            let got = s.finish(fin.as_bytes());
+            if ok {
+                assert_eq!(got, Err(AuthError::BadCredentials), "{prefix}");
+            } else {
+                assert!(matches!(got, Err(AuthError::Malformed(_))), "{prefix}");
+            }
+        }
     }
 
     #[test]

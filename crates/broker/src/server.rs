@@ -255,7 +255,9 @@ async fn serve_connection<R, W>(
         let api_key = frame
             .get(..2)
             .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
-        let outcome = if handlers::sasl::is_sasl_api(api_key) {
+        let outcome = if auth.expects_raw_token() {
+            handlers::sasl::handle_raw(&broker, &rt, &mut auth, &mut session, frame).await
+        } else if handlers::sasl::is_sasl_api(api_key) {
             handlers::sasl::handle(&broker, &rt, &mut auth, &mut session, frame).await
         } else {
             match handlers::sasl::gate(&rt, &auth, api_key) {

@@ -14,6 +14,7 @@ mod records;
 mod serve;
 mod settings;
 mod topics;
+mod users;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
@@ -47,6 +48,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Describe or alter topic and broker configs (kafka-configs.sh).
     Configs(configs::ConfigsArgs),
+    /// Manage SCRAM users (the credentials SASL listeners check).
+    Users(users::UsersArgs),
     /// Produce records read from stdin, one per line (kcat -P).
     Produce(records::ProduceArgs),
     /// Print a topic's records as text or JSON lines (kcat -C).
@@ -109,6 +112,7 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(args) => cluster::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Configs(args) => configs::run(args).await,
+            Command::Users(args) => users::run(args).await,
             Command::Produce(args) => records::produce(args).await,
             Command::Consume(args) => records::consume(args).await,
             Command::Completion { shell } => {

@@ -35,8 +35,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::AlterConfigs, 0, 2),
-    // v0 of SaslHandshake would mean raw SASL frames after it; every client we test sends v1.
-    (ApiKey::SaslHandshake, 1, 1),
+    // After a v0 SaslHandshake the SASL tokens follow as bare frames (no Kafka header); v1
+    // wraps them in SaslAuthenticate. librdkafka wants v0 listed before it uses SASL at all.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),

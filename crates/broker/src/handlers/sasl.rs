@@ -37,6 +37,15 @@ pub struct ConnAuth {
     authenticated: Option<String>,
     /// When the session ends unless re-authenticated (`connections.max.reauth.ms`).
     expires: Option<Instant>,
+    /// A v0 SaslHandshake chose the mechanism: its tokens come as bare frames.
+    raw: bool,
+}
+
+impl ConnAuth {
+    /// Whether the next frame is a bare SASL token (after a v0 SaslHandshake).
+    pub fn expects_raw_token(&self) -> bool {
+        self.raw && self.mechanism.is_some()
+    }
 }
 
 /// Whether `api_key` is one this module answers.
@@ -112,6 +121,7 @@ pub async fn handle(
                 Some(m) => {
                     auth.mechanism = Some(m);
                     auth.scram = None;
+                    auth.raw = version == 0;
                     ready(encode(cid, version, &handshake_response(0, Some(sasl))))
                 }
                 None => {
@@ -180,6 +190,50 @@ pub async fn handle(
             }
         }
         _ => Reply::Close,
+    }
+}
+
+/// Answers a bare SASL token (after a v0 SaslHandshake) with a bare token. A failure closes
+/// the connection after the configured delay: v0 has no way to say why.
+pub async fn handle_raw(
+    broker: &Broker,
+    rt: &ListenerRuntime,
+    auth: &mut ConnAuth,
+    session: &mut Session,
+    token: Bytes,
+) -> Reply {
+    let (Some(sasl), Some(mechanism)) = (rt.sasl.as_deref(), auth.mechanism) else {
+        return Reply::Close;
+    };
+    match step(broker, sasl, auth, session, mechanism, &token).await {
+        Ok(Step::Continue(bytes)) => Reply::Ready(Bytes::from(bytes)),
+        Ok(Step::Done(principal, bytes)) => {
+            if auth
+                .authenticated
+                .as_ref()
+                .is_some_and(|before| *before != principal)
+            {
+                return Reply::Close;
+            }
+            broker.metrics.sasl_result(mechanism.name(), true);
+            auth.mechanism = None;
+            auth.scram = None;
+            auth.raw = false;
+            auth.expires = sasl.reauth.map(|d| Instant::now() + d);
+            session.principal = principal.clone();
+            auth.authenticated = Some(principal);
+            Reply::Ready(Bytes::from(bytes))
+        }
+        Err(e) => {
+            info!(peer = %session.peer, %mechanism, error = %e, "SASL authentication failed");
+            broker.metrics.sasl_result(mechanism.name(), false);
+            sasl.limiter.failed(&session.peer, Instant::now());
+            let delay = sasl.failed_delay;
+            Reply::Later(Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                None
+            }))
+        }
     }
 }
 
