@@ -37,6 +37,8 @@ pub struct BenchArgs {
     /// Broker to measure.
     #[arg(long, short = 'b', default_value = "127.0.0.1:9092")]
     bootstrap: String,
+    #[command(flatten)]
+    security: crate::admin::ClientSecurity,
     /// Topic to create and use [default: sediment-bench-<unix time>]
     #[arg(long)]
     topic: Option<String>,
@@ -308,9 +310,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let disk_before = disk("before")?;
 
-    let client = Client::connect(&args.bootstrap)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let client = args.security.connect(&args.bootstrap).await?;
     let topic = args.topic.clone().unwrap_or_else(|| {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -654,9 +654,7 @@ async fn commit_bench(args: &BenchArgs, partitions: i32) -> anyhow::Result<()> {
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
-    let client = Client::connect(&args.bootstrap)
-        .await
-        .with_context(|| format!("connecting to {}", args.bootstrap))?;
+    let client = args.security.connect(&args.bootstrap).await?;
     let topic = format!(
         "sediment-commit-bench-{}",
         std::time::SystemTime::now()

@@ -79,6 +79,7 @@ fn assigned(bytes: &bytes::Bytes) -> Vec<(String, i32)> {
 /// Latest (-1) or earliest (-2) offsets of the given partitions, each asked of its leader
 /// (found with Metadata through `bootstrap`; in a cluster other brokers refuse).
 async fn list_offsets(
+    broker: &crate::admin::BrokerAddr,
     bootstrap: &Client,
     partitions: &[(String, i32)],
     which: i64,
@@ -120,7 +121,8 @@ async fn list_offsets(
     }
     let mut out = HashMap::new();
     for (addr, tps) in by_leader {
-        let leader = Client::connect(&addr)
+        let leader = broker
+            .connect_to(&addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         out.extend(list_offsets_at(&leader, &tps, which).await?);
@@ -185,7 +187,11 @@ async fn describe_one(
 
 /// A connection to `group`'s coordinator (FindCoordinator through `bootstrap`): in a cluster
 /// only that broker answers for the group; on a single node it is the broker itself.
-async fn coordinator(bootstrap: &Client, group: &str) -> anyhow::Result<Client> {
+async fn coordinator(
+    broker: &crate::admin::BrokerAddr,
+    bootstrap: &Client,
+    group: &str,
+) -> anyhow::Result<Client> {
     use kafka_protocol::messages::FindCoordinatorRequest;
     let mut req = FindCoordinatorRequest::default();
     req.key = s(group);
@@ -198,7 +204,8 @@ async fn coordinator(bootstrap: &Client, group: &str) -> anyhow::Result<Client> 
         );
     }
     let addr = format!("{}:{}", resp.host.as_str(), resp.port);
-    Client::connect(&addr)
+    broker
+        .connect_to(&addr)
         .await
         .with_context(|| format!("connecting to {group}'s coordinator at {addr}"))
 }
@@ -209,7 +216,9 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         GroupsCommand::List => None,
         GroupsCommand::Describe { group }
         | GroupsCommand::Delete { group }
-        | GroupsCommand::ResetOffsets { group, .. } => Some(coordinator(&bootstrap, group).await?),
+        | GroupsCommand::ResetOffsets { group, .. } => {
+            Some(coordinator(&args.broker, &bootstrap, group).await?)
+        }
     };
     let client = coordinator.as_ref().unwrap_or(&bootstrap);
     match args.command {
@@ -259,7 +268,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 rows.entry(tp.clone()).or_insert(None);
             }
             let keys: Vec<(String, i32)> = rows.keys().cloned().collect();
-            let ends = list_offsets(&bootstrap, &keys, -1).await?;
+            let ends = list_offsets(&args.broker, &bootstrap, &keys, -1).await?;
             println!(
                 "group {group}: state {}, {} member(s), protocol {}",
                 g.group_state.as_str(),
@@ -356,11 +365,11 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 bail!("topic {topic} has no partition {}", partition.unwrap_or(-1));
             }
             let targets: HashMap<(String, i32), i64> = match (to_earliest, to_latest, to_offset) {
-                (true, _, _) => list_offsets(&bootstrap, &partitions, -2).await?,
-                (_, true, _) => list_offsets(&bootstrap, &partitions, -1).await?,
+                (true, _, _) => list_offsets(&args.broker, &bootstrap, &partitions, -2).await?,
+                (_, true, _) => list_offsets(&args.broker, &bootstrap, &partitions, -1).await?,
                 (_, _, Some(o)) => {
-                    let earliest = list_offsets(&bootstrap, &partitions, -2).await?;
-                    let latest = list_offsets(&bootstrap, &partitions, -1).await?;
+                    let earliest = list_offsets(&args.broker, &bootstrap, &partitions, -2).await?;
+                    let latest = list_offsets(&args.broker, &bootstrap, &partitions, -1).await?;
                     // Like kafka-consumer-groups: clamp into the partition's range.
                     partitions
                         .iter()

@@ -151,6 +151,7 @@ struct Route {
     leaders: BTreeMap<i32, i32>,
     addrs: HashMap<i32, String>,
     conns: HashMap<String, Client>,
+    security: crate::admin::ClientSecurity,
 }
 
 impl Route {
@@ -185,6 +186,7 @@ impl Route {
             leaders,
             addrs,
             conns: HashMap::new(),
+            security: broker.security.clone(),
         })
     }
 
@@ -206,7 +208,9 @@ impl Route {
             bail!("partition {partition}'s leader {leader} is not among the listed brokers");
         };
         if !self.conns.contains_key(&addr) {
-            let c = Client::connect(&addr)
+            let c = self
+                .security
+                .connect(&addr)
                 .await
                 .with_context(|| format!("connecting to {addr} (leader of {partition})"))?;
             self.conns.insert(addr.clone(), c);

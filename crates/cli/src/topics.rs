@@ -66,10 +66,15 @@ fn check(code: i16, message: Option<&StrBytes>, what: &str) -> anyhow::Result<()
 
 /// A partition's log start and end offsets, asked of its leader (as text; "?" if it does not
 /// answer).
-async fn log_bounds(leader: &str, topic: &str, partition: i32) -> (String, String) {
+async fn log_bounds(
+    broker: &crate::admin::BrokerAddr,
+    leader: &str,
+    topic: &str,
+    partition: i32,
+) -> (String, String) {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use kafka_protocol::messages::ListOffsetsRequest;
-    let Ok(c) = sediment_protocol::client::Client::connect(leader).await else {
+    let Ok(c) = broker.connect_to(leader).await else {
         return ("?".into(), "?".into());
     };
     let mut out = Vec::new();
@@ -161,7 +166,7 @@ pub async fn run(args: TopicsArgs) -> anyhow::Result<()> {
                     .collect();
                 for p in &t.partitions {
                     let (start, end) = match addrs.get(&p.leader_id.0) {
-                        Some(a) => log_bounds(a, &name, p.partition_index).await,
+                        Some(a) => log_bounds(&args.broker, a, &name, p.partition_index).await,
                         None => ("?".into(), "?".into()),
                     };
                     println!(

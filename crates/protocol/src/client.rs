@@ -26,6 +26,25 @@ pub enum ClientError {
     Closed,
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("authentication failed: {0}")]
+    Auth(String),
+}
+
+/// A SASL login the client performs right after connecting.
+#[derive(Clone)]
+pub struct SaslLogin {
+    pub mechanism: sediment_auth::Mechanism,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslLogin")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
@@ -77,6 +96,68 @@ impl Client {
                 Ok(Self::start_tasks(rd, wr))
             }
         }
+    }
+
+    /// Connects over `transport`, then authenticates with `login` if one is given.
+    pub async fn connect_secure(
+        addr: &str,
+        transport: &Transport,
+        login: Option<&SaslLogin>,
+    ) -> Result<Self, ClientError> {
+        let client = Self::connect_via(addr, transport).await?;
+        if let Some(login) = login {
+            client.authenticate(login).await?;
+        }
+        Ok(client)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate rounds for the login's mechanism (KIP-152).
+    pub async fn authenticate(&self, login: &SaslLogin) -> Result<(), ClientError> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        use sediment_auth::scram::ClientExchange;
+        let mut hs = SaslHandshakeRequest::default();
+        hs.mechanism = StrBytes::from_static_str(login.mechanism.name());
+        let resp = self.send(1, &hs).await?;
+        if resp.error_code != 0 {
+            let offered: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(ClientError::Auth(format!(
+                "the broker does not take {} (error {}; it offers {})",
+                login.mechanism,
+                resp.error_code,
+                offered.join(", ")
+            )));
+        }
+        let round = |bytes: Vec<u8>| async move {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = Bytes::from(bytes);
+            let resp = self.send(2, &req).await?;
+            if resp.error_code != 0 {
+                return Err(ClientError::Auth(
+                    resp.error_message
+                        .map(|m| m.to_string())
+                        .unwrap_or_else(|| format!("error {}", resp.error_code)),
+                ));
+            }
+            Ok::<_, ClientError>(resp.auth_bytes)
+        };
+        match login.mechanism.scram_hash() {
+            None => {
+                let msg = format!("\0{}\0{}", login.username, login.password);
+                round(msg.into_bytes()).await?;
+            }
+            Some(hash) => {
+                let mut ex = ClientExchange::new(hash, &login.username, &login.password);
+                let server_first = round(ex.first()).await?;
+                let fin = ex
+                    .answer(&server_first)
+                    .map_err(|e| ClientError::Auth(e.to_string()))?;
+                let server_final = round(fin).await?;
+                ex.verify(&server_final).map_err(|_| {
+                    ClientError::Auth("the broker's SCRAM signature is wrong".into())
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn start_tasks<R, W>(mut rd: R, wr: W) -> Self
