@@ -877,6 +877,54 @@ def test_raw_login_succeeds_and_server_signature_verifies(sec, users, mechanism,
             assert [(b.node_id, b.host, b.port) for b in md.brokers] == [(0, "127.0.0.1", ep.port)], md
 
 
+def _bare_frame(conn: SaslConn, token: bytes) -> bytes | None:
+    """Sends a SASL token as a bare size-prefixed frame (after SaslHandshake v0) and reads the
+    bare answer; None if the broker closes the connection instead."""
+    conn.sock.sendall(struct.pack(">i", len(token)) + token)
+    conn.sock.settimeout(5.0)
+    try:
+        head = b""
+        while len(head) < 4:
+            chunk = conn.sock.recv(4 - len(head))
+            if not chunk:
+                return None
+            head += chunk
+        (n,) = struct.unpack(">i", head)
+        body = b""
+        while len(body) < n:
+            chunk = conn.sock.recv(n - len(body))
+            if not chunk:
+                return None
+            body += chunk
+        return body
+    except OSError:
+        return None
+
+
+def test_handshake_v0_takes_bare_sasl_tokens(sec, users):
+    """SaslHandshake v0 (what ApiVersions lists first): the tokens follow as bare frames."""
+    ep = sec.ep("SASL_PLAINTEXT")
+    # PLAIN: one token, an empty answer, then Kafka requests are served.
+    with SaslConn(ep.bootstrap) as c:
+        assert c.handshake("PLAIN", version=0).error_code == 0
+        assert _bare_frame(c, b"\0alice\0" + PASSWORDS["alice"].encode()) == b""
+        assert [b.port for b in c.metadata().brokers] == [ep.port]
+    # SCRAM: two rounds, and the server's signature verifies.
+    with SaslConn(ep.bootstrap) as c:
+        assert c.handshake("SCRAM-SHA-512", version=0).error_code == 0
+        scram = ScramClient("SCRAM-SHA-512", "bob", PASSWORDS["bob"])
+        server_first = _bare_frame(c, scram.first())
+        assert server_first and server_first.startswith(b"r="), server_first
+        server_final = _bare_frame(c, scram.final(server_first))
+        assert server_final is not None and scram.verify(server_final), server_final
+        assert [b.port for b in c.metadata().brokers] == [ep.port]
+    # A wrong password: v0 cannot carry an error, so the broker closes the connection.
+    with SaslConn(ep.bootstrap) as c:
+        assert c.handshake("PLAIN", version=0).error_code == 0
+        assert _bare_frame(c, b"\0alice\0not-the-password") is None
+    assert sec.healthy()
+
+
 def test_handshake_with_unknown_mechanism_is_unsupported(sec):
     with SaslConn(sec.ep("SASL_PLAINTEXT").bootstrap) as c:
         r = c.handshake("BOGUS-MECH")
