@@ -4,6 +4,7 @@
 //! Everything here is pure: messages in, messages and decisions out. Reading credentials from
 //! the metadata store, timing out and closing connections is the broker's job.
 
+pub mod acl;
 pub mod plain;
 pub mod principal;
 pub mod scram;

@@ -604,7 +604,7 @@ mod tests {
             "".to_string(),
             format!("c=biws,r={nonce}"),
             format!("c=eSws,r={nonce},p=AAAA"),
-            format!("c=biws,r=other,p=AAAA"),
+            "c=biws,r=other,p=AAAA".to_string(),
             format!("c=biws,r={nonce},p=!!"),
         ] {
             let s = ServerExchange::new(Hash::Sha256, first.clone(), Some(cred.clone()), b"k");

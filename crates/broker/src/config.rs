@@ -67,6 +67,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<crate::security::Listener>,
     /// How this broker reaches its peers' inter-broker listener.
     pub peer_transport: sediment_protocol::client::Transport,
+    /// ACL checks on every request (`None`: everyone may do everything).
+    pub authorizer: Option<crate::authz::AuthorizerConfig>,
     pub data_dir: PathBuf,
     /// Largest request frame accepted (Kafka: socket.request.max.bytes, 100 MiB).
     pub max_request_bytes: usize,
@@ -151,6 +153,7 @@ impl BrokerConfig {
             inter_broker_listener: "PLAINTEXT".into(),
             listeners: Vec::new(),
             peer_transport: Default::default(),
+            authorizer: None,
             data_dir: data_dir.into(),
             max_request_bytes: defaults::MAX_REQUEST_BYTES,
             message_max_bytes: defaults::MESSAGE_MAX_BYTES,

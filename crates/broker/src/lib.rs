@@ -7,6 +7,7 @@
 //! A fetch reads the same index and `pread`s batch bytes back out of the WAL segment files.
 
 pub mod archive;
+pub mod authz;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -56,6 +57,8 @@ pub enum StartError {
 pub struct Broker {
     pub config: BrokerConfig,
     pub meta: Arc<dyn MetaStore>,
+    /// ACL checks, when an authorizer is configured.
+    pub authorizer: Option<authz::Authorizer>,
     /// Cluster mode (etcd): the live brokers and partition states; `None` on a single node.
     cluster: Option<Arc<cluster::Cluster>>,
     pub registry: Arc<Registry>,
@@ -186,7 +189,9 @@ impl Broker {
         let permits = (config.max_pending_bytes / 1024).max(1);
         let config_groups = config.groups.clone();
         let (shutdown, _) = watch::channel(false);
+        let authorizer = config.authorizer.clone().map(authz::Authorizer::new);
         let broker = Arc::new(Self {
+            authorizer,
             segments: wal.segments(),
             wal: Mutex::new(Some(wal)),
             pending: Arc::new(Semaphore::new(permits)),
@@ -217,6 +222,13 @@ impl Broker {
             .metrics
             .wal_disk_bytes
             .set(broker.segments.disk_bytes() as i64);
+        if broker.authorizer.is_some() {
+            // Denied until loaded would refuse everyone at start; allowed would be worse.
+            let stored = broker.meta.acls().await?;
+            if let Some(a) = &broker.authorizer {
+                a.load(&stored);
+            }
+        }
         Ok(broker)
     }
 
@@ -245,6 +257,10 @@ impl Broker {
         );
         let b = self.clone();
         self.supervise("retention", async move { b.run_retention().await });
+        if self.authorizer.is_some() {
+            let b = self.clone();
+            self.supervise("acl refresh", b.run_acl_refresh());
+        }
         let b = self.clone();
         self.supervise("disk watch", async move {
             b.run_disk_watch(std::time::Duration::from_millis(100))

@@ -3,6 +3,7 @@
 //! `sediment serve` runs a broker; `topics` administers topics; `bench` measures a running
 //! broker (and the disk under it) so performance claims come with numbers.
 
+mod acls;
 mod admin;
 mod bench;
 mod bench_tier;
@@ -48,6 +49,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Describe or alter topic and broker configs (kafka-configs.sh).
     Configs(configs::ConfigsArgs),
+    /// Manage ACLs (who may do what, with --authorizer acl; kafka-acls.sh).
+    Acls(acls::AclsArgs),
     /// Manage SCRAM users (the credentials SASL listeners check).
     Users(users::UsersArgs),
     /// Produce records read from stdin, one per line (kcat -P).
@@ -113,6 +116,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Configs(args) => configs::run(args).await,
             Command::Users(args) => users::run(args).await,
+            Command::Acls(args) => acls::run(args).await,
             Command::Produce(args) => records::produce(args).await,
             Command::Consume(args) => records::consume(args).await,
             Command::Completion { shell } => {

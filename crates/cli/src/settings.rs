@@ -214,6 +214,17 @@ pub struct ServeArgs {
     /// address is refused without its credentials being checked
     #[arg(long, env = "SEDIMENT_MAX_FAILED_AUTHENTICATIONS_PER_MINUTE")]
     pub max_failed_authentications_per_minute: Option<u32>,
+    /// `acl` checks every request against ACLs (Kafka's StandardAuthorizer); `none` lets
+    /// every client do everything
+    #[arg(long, env = "SEDIMENT_AUTHORIZER")]
+    pub authorizer: Option<String>,
+    /// Principals allowed everything, ';'-separated (Kafka's super.users), e.g.
+    /// User:admin;User:CN=broker-1
+    #[arg(long, env = "SEDIMENT_SUPER_USERS")]
+    pub super_users: Option<String>,
+    /// Allow an operation on a resource no ACL names (Kafka's allow.everyone.if.no.acl.found)
+    #[arg(long, env = "SEDIMENT_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// The same settings as read from a TOML file.
@@ -275,6 +286,9 @@ struct FileSettings {
     connections_max_reauth_ms: Option<u64>,
     failed_authentication_delay_ms: Option<u64>,
     max_failed_authentications_per_minute: Option<u32>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
     // S3 settings under the names AWS tools use; the environment wins over them.
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
@@ -344,6 +358,8 @@ pub struct Settings {
     pub connections_max_reauth_ms: u64,
     pub failed_authentication_delay_ms: u64,
     pub max_failed_authentications_per_minute: u32,
+    /// The authorizer's settings when `--authorizer acl`.
+    pub authorizer: Option<sediment_broker::authz::AuthorizerConfig>,
     pub s3: sediment_storage::S3Settings,
 }
 
@@ -368,7 +384,54 @@ impl Settings {
             None if listeners.is_empty() => Some(D::KAFKA_ADDR.into()),
             None => None,
         };
+        let authorizer = match args.authorizer.or(file.authorizer).as_deref() {
+            None | Some("none") => {
+                let stray = [
+                    (
+                        "--super-users",
+                        args.super_users.is_some() || file.super_users.is_some(),
+                    ),
+                    (
+                        "--allow-everyone-if-no-acl-found",
+                        args.allow_everyone_if_no_acl_found.is_some()
+                            || file.allow_everyone_if_no_acl_found.is_some(),
+                    ),
+                ];
+                if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
+                    bail!("{flag} needs --authorizer acl");
+                }
+                None
+            }
+            Some("acl") => {
+                let mut super_users = std::collections::HashSet::new();
+                for p in args
+                    .super_users
+                    .or(file.super_users)
+                    .unwrap_or_default()
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                {
+                    if !p
+                        .split_once(':')
+                        .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+                    {
+                        bail!("--super-users: {p:?} is not a principal like User:alice");
+                    }
+                    super_users.insert(p.to_string());
+                }
+                Some(sediment_broker::authz::AuthorizerConfig {
+                    super_users,
+                    allow_if_no_acl: args
+                        .allow_everyone_if_no_acl_found
+                        .or(file.allow_everyone_if_no_acl_found)
+                        .unwrap_or(false),
+                })
+            }
+            Some(other) => bail!("--authorizer {other:?}: expected acl or none"),
+        };
         let s = Settings {
+            authorizer,
             kafka_addr,
             listeners,
             advertised_listeners: if args.advertised_listener.is_empty() {
@@ -723,6 +786,9 @@ pub fn shown_defaults() -> Vec<(&'static str, String)> {
             "max_failed_authentications_per_minute",
             D::MAX_FAILED_AUTHENTICATIONS_PER_MINUTE.to_string(),
         ),
+        ("authorizer", "none".into()),
+        ("super_users", "none".into()),
+        ("allow_everyone_if_no_acl_found", "false".into()),
         (
             "replica_lag_time_max_ms",
             D::REPLICA_LAG_TIME_MAX_MS.to_string(),

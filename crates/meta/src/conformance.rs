@@ -101,6 +101,23 @@ pub async fn run(store: &dyn MetaStore) {
             .await
             .expect("delete"));
     }
+    // ACLs: a set of texts; adding one twice keeps one, removing an absent one is no error.
+    assert!(store.acls().await.expect("acls").is_empty());
+    store
+        .add_acls(vec!["b\tx".into(), "a/%".into(), "b\tx".into()])
+        .await
+        .expect("add acls");
+    store.add_acls(vec!["a/%".into()]).await.expect("add again");
+    assert_eq!(
+        store.acls().await.expect("acls"),
+        vec!["a/%".to_string(), "b\tx".to_string()]
+    );
+    store
+        .remove_acls(vec!["a/%".into(), "never".into()])
+        .await
+        .expect("remove acls");
+    assert_eq!(store.acls().await.expect("acls"), vec!["b\tx".to_string()]);
+
     // `bob` stays, so callers can check that credentials survive a restart.
     assert_eq!(store.user_credentials().await.expect("list").len(), 1);
 

@@ -318,6 +318,32 @@ impl MetaStore for EmbeddedMetaStore {
         .await
     }
 
+    async fn acls(&self) -> Result<Vec<String>> {
+        self.read(|s| s.acls.iter().cloned().collect())
+    }
+
+    async fn add_acls(&self, acls: Vec<String>) -> Result<()> {
+        self.update(move |s| {
+            let new: Vec<String> = acls.into_iter().filter(|a| !s.acls.contains(a)).collect();
+            Ok((
+                (),
+                (!new.is_empty()).then_some(Change::AddAcls { acls: new }),
+            ))
+        })
+        .await
+    }
+
+    async fn remove_acls(&self, acls: Vec<String>) -> Result<()> {
+        self.update(move |s| {
+            let gone: Vec<String> = acls.into_iter().filter(|a| s.acls.contains(a)).collect();
+            Ok((
+                (),
+                (!gone.is_empty()).then_some(Change::RemoveAcls { acls: gone }),
+            ))
+        })
+        .await
+    }
+
     async fn allocate_producer_ids(&self, count: i64) -> Result<i64> {
         if count < 1 {
             return Err(MetaError::Invalid(format!(

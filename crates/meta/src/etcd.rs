@@ -395,6 +395,10 @@ impl Keys {
         format!("{}/users/", self.root)
     }
 
+    fn acls(&self) -> String {
+        format!("{}/acls/", self.root)
+    }
+
     fn user_credential(&self, user: &str, mechanism: &str) -> String {
         format!("{}/users/{}/{}", self.root, escape(user), escape(mechanism))
     }
@@ -1392,6 +1396,46 @@ impl MetaStore for EtcdMetaStore {
             },
         )
         .await
+    }
+
+    async fn acls(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for kv in self.range_prefix(&self.keys.acls()).await? {
+            out.push(decode::<String>(kv.key(), kv.value(), "ACL")?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn add_acls(&self, mut acls: Vec<String>) -> Result<()> {
+        // One key per ACL (its text, escaped): adding twice is one key, and concurrent
+        // changes of different ACLs never race. etcd refuses a key twice in one transaction.
+        acls.sort();
+        acls.dedup();
+        let mut ops = Vec::new();
+        for a in &acls {
+            let key = format!("{}{}", self.keys.acls(), escape(a));
+            ops.push(TxnOp::put(key.as_str(), encode(&key, a)?, None));
+        }
+        for chunk in ops.chunks(64) {
+            self.commit("storing ACLs", Vec::new(), chunk.to_vec())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_acls(&self, mut acls: Vec<String>) -> Result<()> {
+        acls.sort();
+        acls.dedup();
+        let ops: Vec<TxnOp> = acls
+            .iter()
+            .map(|a| TxnOp::delete(format!("{}{}", self.keys.acls(), escape(a)), None))
+            .collect();
+        for chunk in ops.chunks(64) {
+            self.commit("removing ACLs", Vec::new(), chunk.to_vec())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn user_credentials(&self) -> Result<Vec<UserCredential>> {

@@ -215,6 +215,13 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// Removes the credential of `user` for `mechanism`; `false` if there was none.
     async fn delete_user_credential(&self, user: &str, mechanism: &str) -> Result<bool>;
+
+    /// Every stored ACL, in the authorizer's text form, sorted.
+    async fn acls(&self) -> Result<Vec<String>>;
+    /// Stores ACLs (one already stored stays, once).
+    async fn add_acls(&self, acls: Vec<String>) -> Result<()>;
+    /// Removes ACLs; those that were not stored are ignored.
+    async fn remove_acls(&self, acls: Vec<String>) -> Result<()>;
 }
 
 /// One user's credential for one SASL mechanism. The credential is opaque here: the broker

@@ -45,6 +45,8 @@ pub(crate) struct State {
     pub(crate) broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// SASL credentials: user, then mechanism, to the stored credential.
     pub(crate) users: BTreeMap<String, BTreeMap<String, String>>,
+    /// ACLs in the authorizer's text form.
+    pub(crate) acls: std::collections::BTreeSet<String>,
 }
 
 /// A partition's index plus the newest leader epoch that committed to it (kept even when
@@ -75,6 +77,8 @@ struct Snapshot {
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     users: BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(default)]
+    acls: std::collections::BTreeSet<String>,
     /// Generation of the log that follows this snapshot (absent before version 2).
     #[serde(default)]
     log_generation: u64,
@@ -93,6 +97,8 @@ struct SnapshotRef<'a> {
     broker_configs: &'a BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     users: &'a BTreeMap<String, BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    acls: &'a std::collections::BTreeSet<String>,
 }
 
 fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
@@ -105,6 +111,7 @@ fn encode_snapshot(state: &State, generation: u64) -> Result<Vec<u8>> {
         segments: &state.segments,
         broker_configs: &state.broker_configs,
         users: &state.users,
+        acls: &state.acls,
     })
     .map_err(|e| unavailable("encoding", e))
 }
@@ -151,6 +158,14 @@ pub(crate) enum Change {
         scope: String,
         configs: BTreeMap<String, String>,
     },
+    /// ACLs added.
+    AddAcls {
+        acls: Vec<String>,
+    },
+    /// ACLs removed.
+    RemoveAcls {
+        acls: Vec<String>,
+    },
     /// A user's credential for a mechanism stored (`Some`) or removed (`None`).
     SetUserCredential {
         user: String,
@@ -188,6 +203,12 @@ pub(crate) fn apply(state: &mut State, change: Change) {
                 state.broker_configs.remove(&scope);
             } else {
                 state.broker_configs.insert(scope, configs);
+            }
+        }
+        Change::AddAcls { acls } => state.acls.extend(acls),
+        Change::RemoveAcls { acls } => {
+            for a in acls {
+                state.acls.remove(&a);
             }
         }
         Change::SetUserCredential {
@@ -312,6 +333,7 @@ impl MetaLog {
                     segments: s.segments,
                     broker_configs: s.broker_configs,
                     users: s.users,
+                    acls: s.acls,
                 };
                 (state, s.log_generation, bytes.len() as u64)
             }

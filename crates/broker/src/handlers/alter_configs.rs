@@ -20,13 +20,25 @@ use crate::Broker;
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-pub async fn handle(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: AlterConfigsRequest,
+    session: &crate::security::Session,
+) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     for res in req.resources {
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
+        let denied = super::config_denied(
+            broker,
+            session,
+            res.resource_type,
+            res.resource_name.as_str(),
+            sediment_auth::acl::op::ALTER_CONFIGS,
+        );
         let outcome = match res.resource_type {
+            _ if denied.is_some() => Err(denied.unwrap_or_default()),
             TOPIC | BROKER => {
                 let mut configs = BTreeMap::new();
                 let mut null = None;

@@ -12,6 +12,7 @@ use crate::Broker;
 pub async fn handle(
     broker: &Arc<Broker>,
     req: CreatePartitionsRequest,
+    session: &crate::security::Session,
 ) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
@@ -19,6 +20,10 @@ pub async fn handle(
         r.name = t.name.clone();
         let name = t.name.to_string();
         let outcome = match broker.registry.topic(&name) {
+            _ if !broker.authorized_topic(session, sediment_auth::acl::op::ALTER, &name) => Err((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "not authorized to alter the topic".to_string(),
+            )),
             None => Err((
                 ResponseError::UnknownTopicOrPartition.code(),
                 format!("topic {name} does not exist"),

@@ -131,6 +131,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: CreateTopicsRequest,
+    session: &crate::security::Session,
 ) -> CreateTopicsResponse {
     let mut resp = CreateTopicsResponse::default();
     for t in req.topics {
@@ -139,6 +140,10 @@ pub async fn handle(
         r.num_partitions = -1;
         r.replication_factor = -1;
         let result = match check(broker, &t) {
+            _ if !broker.may_create_topic(session, t.name.as_str()) => Err((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "not authorized to create the topic".to_string(),
+            )),
             Err(e) => Err(e),
             Ok(c) if req.validate_only => {
                 if broker.registry.topic(t.name.as_str()).is_some() {

@@ -31,11 +31,20 @@ pub async fn delete_group(broker: &Broker, id: &str) -> i16 {
     0
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: DeleteGroupsRequest,
+    session: &crate::security::Session,
+) -> DeleteGroupsResponse {
     let mut resp = DeleteGroupsResponse::default();
     for id in req.groups_names {
         let mut r = DeletableGroupResult::default();
-        r.error_code = delete_group(broker, id.as_str()).await;
+        r.error_code =
+            if broker.authorized_group(session, sediment_auth::acl::op::DELETE, id.as_str()) {
+                delete_group(broker, id.as_str()).await
+            } else {
+                kafka_protocol::ResponseError::GroupAuthorizationFailed.code()
+            };
         r.group_id = id;
         resp.results.push(r);
     }

@@ -15,9 +15,15 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use super::{meta_error_code, ResponseError};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: DeleteRecordsRequest,
+    session: &crate::security::Session,
+) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     for t in req.topics {
+        let allowed =
+            broker.authorized_topic(session, sediment_auth::acl::op::DELETE, t.name.as_str());
         let topic = broker.registry.topic(t.name.as_str());
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name;
@@ -25,6 +31,11 @@ pub async fn handle(broker: &Arc<Broker>, req: DeleteRecordsRequest) -> DeleteRe
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
+            if !allowed {
+                pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                tr.partitions.push(pr);
+                continue;
+            }
             let Some((topic, part)) = topic
                 .as_ref()
                 .and_then(|t| Some((t, t.partition(p.partition_index)?)))

@@ -16,6 +16,7 @@ use crate::Broker;
 
 async fn delete(
     broker: &Broker,
+    session: &crate::security::Session,
     name: Option<TopicName>,
     id: Uuid,
     version: i16,
@@ -43,6 +44,14 @@ async fn delete(
         };
         return r;
     };
+    if !broker.authorized_topic(session, sediment_auth::acl::op::DELETE, &topic) {
+        r.error_code = ResponseError::TopicAuthorizationFailed.code();
+        if name.is_none() {
+            // Asked by id: the name of a topic the principal may not delete stays unsaid.
+            r.name = None;
+        }
+        return r;
+    }
     match broker.meta.delete_topic(&topic).await {
         Ok(meta) => {
             if let Some(gone) = broker.registry.remove_topic(&topic) {
@@ -79,17 +88,18 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: DeleteTopicsRequest,
+    session: &crate::security::Session,
 ) -> DeleteTopicsResponse {
     let mut resp = DeleteTopicsResponse::default();
     if version >= 6 {
         for t in req.topics {
             resp.responses
-                .push(delete(broker, t.name, t.topic_id, version).await);
+                .push(delete(broker, session, t.name, t.topic_id, version).await);
         }
     } else {
         for name in req.topic_names {
             resp.responses
-                .push(delete(broker, Some(name), Uuid::nil(), version).await);
+                .push(delete(broker, session, Some(name), Uuid::nil(), version).await);
         }
     }
     resp

@@ -43,12 +43,25 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: DescribeConfigsRequest,
+    session: &crate::security::Session,
 ) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut r = DescribeConfigsResult::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
+        if let Some((code, message)) = super::config_denied(
+            broker,
+            session,
+            res.resource_type,
+            res.resource_name.as_str(),
+            sediment_auth::acl::op::DESCRIBE_CONFIGS,
+        ) {
+            r.error_code = code;
+            r.error_message = Some(str_bytes(message));
+            resp.results.push(r);
+            continue;
+        }
         let wanted = |name: &str| {
             res.configuration_keys
                 .as_ref()

@@ -12,11 +12,21 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: DescribeGroupsRequest,
+    session: &crate::security::Session,
 ) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
         let mut g = DescribedGroup::default();
-        if let Err(code) = broker.check_group_id(id.as_str()) {
+        let allowed =
+            broker.authorized_group(session, sediment_auth::acl::op::DESCRIBE, id.as_str());
+        let checked = broker.check_group_id(id.as_str()).and_then(|()| {
+            if allowed {
+                Ok(())
+            } else {
+                Err(kafka_protocol::ResponseError::GroupAuthorizationFailed.code())
+            }
+        });
+        if let Err(code) = checked {
             g.error_code = code;
             g.group_id = id;
             resp.groups.push(g);

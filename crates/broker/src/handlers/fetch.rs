@@ -56,6 +56,7 @@ async fn read_now(
     broker: &Arc<Broker>,
     version: i16,
     req: &FetchRequest,
+    denied: &std::collections::HashSet<usize>,
 ) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
     let mut plans: Vec<Plan> = Vec::new();
@@ -88,6 +89,17 @@ async fn read_now(
             pd.high_watermark = -1;
             pd.last_stable_offset = -1;
             pd.log_start_offset = -1;
+            if denied.contains(&ti) {
+                pd.error_code = ResponseError::TopicAuthorizationFailed.code();
+                has_error = true;
+                plans.push(Plan {
+                    topic: ti,
+                    of: None,
+                    data: pd,
+                    source: Source::Nothing,
+                });
+                continue;
+            }
             let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
             let (Some(partition), Some(topic)) = (partition, topic.as_ref()) else {
                 pd.error_code = if version >= 13 && topic.is_none() {
@@ -309,9 +321,13 @@ fn requested_partitions(
     broker: &Broker,
     version: i16,
     req: &FetchRequest,
+    denied: &std::collections::HashSet<usize>,
 ) -> Vec<Arc<crate::log::Partition>> {
     let mut out = Vec::new();
-    for ft in &req.topics {
+    for (ti, ft) in req.topics.iter().enumerate() {
+        if denied.contains(&ti) {
+            continue;
+        }
         let topic = if version >= 13 {
             broker.registry.topic_by_id(&ft.topic_id)
         } else {
@@ -328,7 +344,57 @@ fn requested_partitions(
     out
 }
 
-pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -> Reply {
+/// The topics (by index in the request) the session may not read. A follower's fetch needs
+/// CLUSTER_ACTION on the cluster (so a process that is not a broker cannot pose as one); a
+/// consumer's needs READ on each topic.
+fn denied_topics(
+    broker: &Broker,
+    session: &crate::security::Session,
+    version: i16,
+    req: &FetchRequest,
+) -> std::collections::HashSet<usize> {
+    use sediment_auth::acl::op;
+    if broker.authorizer.is_none() {
+        return Default::default();
+    }
+    let replica = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    if replica >= 0 {
+        if broker.authorized_cluster(session, op::CLUSTER_ACTION) {
+            return Default::default();
+        }
+        return (0..req.topics.len()).collect();
+    }
+    req.topics
+        .iter()
+        .enumerate()
+        .filter(|(_, ft)| {
+            let name = if version >= 13 {
+                broker
+                    .registry
+                    .topic_by_id(&ft.topic_id)
+                    .map(|t| t.meta.name.clone())
+            } else {
+                Some(ft.topic.to_string())
+            };
+            // An unknown topic id is answered UNKNOWN_TOPIC_ID, as to anyone.
+            name.is_some_and(|n| !broker.authorized_topic(session, op::READ, &n))
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+pub fn handle(
+    broker: &Arc<Broker>,
+    session: &crate::security::Session,
+    cid: i32,
+    version: i16,
+    req: FetchRequest,
+) -> Reply {
+    let denied = denied_topics(broker, session, version, &req);
     let broker = broker.clone();
     let req = Arc::new(req);
     let fut = async move {
@@ -339,12 +405,12 @@ pub fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: FetchRequest) -
         loop {
             // Registered before reading, so a high watermark that moves in between still
             // wakes this poll. Only the partitions asked for wake it.
-            let partitions = requested_partitions(&broker, version, &req);
+            let partitions = requested_partitions(&broker, version, &req, &denied);
             let wakes: Vec<_> = partitions
                 .iter()
                 .map(|p| Box::pin(p.changed.notified()))
                 .collect();
-            let (resp, bytes, has_error) = read_now(&broker, version, &req).await;
+            let (resp, bytes, has_error) = read_now(&broker, version, &req, &denied).await;
             let done = bytes >= min_bytes || has_error || Instant::now() >= deadline;
             if done || *stop.borrow() || wakes.is_empty() {
                 return encode(cid, version, &resp);

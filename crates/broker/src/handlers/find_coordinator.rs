@@ -22,9 +22,17 @@ fn lookup(
     broker: &Broker,
     key: &str,
     key_type: i8,
-    listener: &str,
+    session: &crate::security::Session,
 ) -> Result<(i32, String, i32), (i16, &'static str)> {
     check(broker, key, key_type)?;
+    if key_type == GROUP && !broker.authorized_group(session, sediment_auth::acl::op::DESCRIBE, key)
+    {
+        return Err((
+            ResponseError::GroupAuthorizationFailed.code(),
+            "not authorized on the group",
+        ));
+    }
+    let listener = session.listener.as_ref();
     let c = &broker.config;
     match broker.cluster() {
         None => {
@@ -66,13 +74,13 @@ pub fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: FindCoordinatorRequest,
-    listener: &str,
+    session: &crate::security::Session,
 ) -> FindCoordinatorResponse {
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {
         for key in req.coordinator_keys {
             let mut co = Coordinator::default();
-            match lookup(broker, key.as_str(), req.key_type, listener) {
+            match lookup(broker, key.as_str(), req.key_type, session) {
                 Ok((id, host, port)) => {
                     co.node_id = BrokerId(id);
                     co.host = str_bytes(host);
@@ -90,7 +98,7 @@ pub fn handle(
         }
         return resp;
     }
-    match lookup(broker, req.key.as_str(), req.key_type, listener) {
+    match lookup(broker, req.key.as_str(), req.key_type, session) {
         Ok((id, host, port)) => {
             resp.node_id = BrokerId(id);
             resp.host = str_bytes(host);

@@ -26,6 +26,7 @@ const SUBTRACT: i8 = 3;
 pub async fn handle(
     broker: &Arc<Broker>,
     req: IncrementalAlterConfigsRequest,
+    session: &crate::security::Session,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
     for res in req.resources {
@@ -33,7 +34,15 @@ pub async fn handle(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let name = res.resource_name.as_str();
+        let denied = super::config_denied(
+            broker,
+            session,
+            res.resource_type,
+            name,
+            sediment_auth::acl::op::ALTER_CONFIGS,
+        );
         let outcome = match res.resource_type {
+            _ if denied.is_some() => Err(denied.unwrap_or_default()),
             TOPIC => alter_topic(broker, name, &res.configs, req.validate_only).await,
             BROKER => alter_broker(broker, name, &res.configs, req.validate_only).await,
             other => Err(not_a_topic(other)),

@@ -13,7 +13,12 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: ListGroupsRequest,
+    session: &crate::security::Session,
 ) -> ListGroupsResponse {
+    use sediment_auth::acl::op;
+    // DESCRIBE on the cluster lists every group; otherwise only those the principal may
+    // describe (Kafka's rule).
+    let all = broker.authorized_cluster(session, op::DESCRIBE);
     let mut found: BTreeMap<String, (String, String)> = BTreeMap::new();
     for id in broker.meta.offset_groups().await.unwrap_or_default() {
         // Known only by offsets committed from outside the group protocol: Kafka lists such
@@ -34,6 +39,9 @@ pub async fn handle(
                 .iter()
                 .any(|s| s.as_str().eq_ignore_ascii_case(&state));
         if !wanted || state == "Dead" {
+            continue;
+        }
+        if !all && !broker.authorized_group(session, op::DESCRIBE, &id) {
             continue;
         }
         let mut g = ListedGroup::default();

@@ -131,9 +131,12 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: ListOffsetsRequest,
+    session: &crate::security::Session,
 ) -> ListOffsetsResponse {
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
+        let allowed =
+            broker.authorized_topic(session, sediment_auth::acl::op::DESCRIBE, t.name.as_str());
         let topic = broker.registry.topic(t.name.as_str());
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name;
@@ -146,6 +149,7 @@ pub async fn handle(
                 .as_ref()
                 .and_then(|t| Some((t.meta.id, t.partition(p.partition_index)?.clone())));
             match found {
+                _ if !allowed => pr.error_code = ResponseError::TopicAuthorizationFailed.code(),
                 None => pr.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some((topic_id, part)) => {
                     let refused = part

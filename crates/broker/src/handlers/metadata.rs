@@ -8,16 +8,30 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
+use sediment_auth::acl::op;
+
 use super::{str_bytes, ResponseError};
 use crate::log::Topic;
 use crate::Broker;
 
-fn describe(broker: &Broker, t: &Topic, version: i16, ops: bool) -> MetadataResponseTopic {
+fn describe(
+    broker: &Broker,
+    session: &crate::security::Session,
+    t: &Topic,
+    version: i16,
+    ops: bool,
+) -> MetadataResponseTopic {
     let id = BrokerId(broker.config.broker_id);
     let mut out = MetadataResponseTopic::default();
     out.name = Some(TopicName(str_bytes(t.meta.name.clone())));
     if version >= 8 && ops {
-        out.topic_authorized_operations = super::operations(super::TOPIC_OPERATIONS);
+        out.topic_authorized_operations = super::operations(
+            broker,
+            session,
+            sediment_auth::acl::resource::TOPIC,
+            &t.meta.name,
+            super::TOPIC_OPERATIONS,
+        );
     }
     if version >= 10 {
         out.topic_id = t.meta.id;
@@ -111,7 +125,13 @@ pub async fn handle(
         resp.controller_id = BrokerId(controller);
     }
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
-        resp.cluster_authorized_operations = super::operations(super::CLUSTER_OPERATIONS);
+        resp.cluster_authorized_operations = super::operations(
+            broker,
+            session,
+            sediment_auth::acl::resource::CLUSTER,
+            sediment_auth::acl::CLUSTER_NAME,
+            super::CLUSTER_OPERATIONS,
+        );
     }
     let ops = req.include_topic_authorized_operations;
     // v0: an empty list means every topic. v1+: null means every topic.
@@ -126,21 +146,33 @@ pub async fn handle(
             .registry
             .topics()
             .iter()
-            .map(|t| describe(broker, t, version, ops))
+            // Only what the principal may describe; the rest is not even named.
+            .filter(|t| broker.authorized_topic(session, op::DESCRIBE, &t.meta.name))
+            .map(|t| describe(broker, session, t, version, ops))
             .collect();
         return resp;
     }
     for wanted in req.topics.unwrap_or_default() {
+        let denied = Err(ResponseError::TopicAuthorizationFailed.code());
         let topic = match &wanted.name {
-            Some(name) => broker.ensure_topic(name.as_str(), auto_create).await,
-            None if !wanted.topic_id.is_nil() => broker
-                .registry
-                .topic_by_id(&wanted.topic_id)
-                .ok_or(ResponseError::UnknownTopicId.code()),
+            Some(name) if !broker.authorized_topic(session, op::DESCRIBE, name) => denied,
+            Some(name) => {
+                let create = auto_create && broker.may_create_topic(session, name);
+                broker.ensure_topic(name.as_str(), create).await
+            }
+            None if !wanted.topic_id.is_nil() => {
+                match broker.registry.topic_by_id(&wanted.topic_id) {
+                    Some(t) if !broker.authorized_topic(session, op::DESCRIBE, &t.meta.name) => {
+                        denied
+                    }
+                    Some(t) => Ok(t),
+                    None => Err(ResponseError::UnknownTopicId.code()),
+                }
+            }
             None => Err(ResponseError::InvalidRequest.code()),
         };
         resp.topics.push(match topic {
-            Ok(t) => describe(broker, &t, version, ops),
+            Ok(t) => describe(broker, session, &t, version, ops),
             Err(code) => missing(wanted.name, wanted.topic_id, code, version),
         });
     }

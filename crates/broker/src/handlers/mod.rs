@@ -5,13 +5,22 @@
 //! all (unknown api key, unsupported version, undecodable body) closes the connection, as
 //! Kafka does.
 
+pub mod acls;
 pub mod alter_configs;
 
 /// Kafka ACL operation codes (READ 3 ... IDEMPOTENT_WRITE 12) as a bit set: what a principal
 /// may do, as Metadata and DescribeCluster report when asked. With no authorizer every
 /// operation a resource type supports is allowed, as Kafka reports it.
-pub(crate) fn operations(ops: &[u8]) -> i32 {
-    ops.iter().fold(0, |bits, op| bits | (1 << op))
+pub(crate) fn operations(
+    broker: &Broker,
+    session: &Session,
+    resource_type: i8,
+    name: &str,
+    ops: &[u8],
+) -> i32 {
+    ops.iter()
+        .filter(|&&op| broker.authorized(session, op as i8, resource_type, name))
+        .fold(0, |bits, op| bits | (1 << op))
 }
 /// Topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
 pub(crate) const TOPIC_OPERATIONS: &[u8] = &[3, 4, 5, 6, 7, 8, 10, 11];
@@ -60,6 +69,7 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use sediment_auth::acl::op;
 use sediment_meta::MetaError;
 use sediment_protocol::versions;
 use tracing::{error, warn};
@@ -139,6 +149,28 @@ pub(crate) fn brokers(broker: &Broker, listener: &str) -> (Vec<Listed>, i32) {
             let controller = live.first().map_or(-1, |b| b.0);
             (live, controller)
         }
+    }
+}
+
+/// Whether the session may do `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+/// resource (2 topic, 4 broker); `Some` is the error Kafka answers.
+pub(crate) fn config_denied(
+    broker: &Broker,
+    session: &Session,
+    resource_type: i8,
+    name: &str,
+    operation: i8,
+) -> Option<(i16, String)> {
+    match resource_type {
+        2 if !broker.authorized_topic(session, operation, name) => Some((
+            ResponseError::TopicAuthorizationFailed.code(),
+            "not authorized on the topic's configs".into(),
+        )),
+        4 if !broker.authorized_cluster(session, operation) => Some((
+            ResponseError::ClusterAuthorizationFailed.code(),
+            "not authorized on the cluster's configs".into(),
+        )),
+        _ => None,
     }
 }
 
@@ -259,14 +291,14 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
         }
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
-            produce::handle(broker, cid, version, req).await
+            produce::handle(broker, session, cid, version, req).await
         }
         ApiKey::DeleteRecords => {
             let req = decode!(DeleteRecordsRequest);
             ready(encode(
                 cid,
                 version,
-                &delete_records::handle(broker, req).await,
+                &delete_records::handle(broker, req, session).await,
             ))
         }
         ApiKey::AlterConfigs => {
@@ -274,7 +306,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &alter_configs::handle(broker, req).await,
+                &alter_configs::handle(broker, req, session).await,
             ))
         }
         ApiKey::IncrementalAlterConfigs => {
@@ -282,19 +314,19 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &incremental_alter_configs::handle(broker, req).await,
+                &incremental_alter_configs::handle(broker, req, session).await,
             ))
         }
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);
-            fetch::handle(broker, cid, version, req)
+            fetch::handle(broker, session, cid, version, req)
         }
         ApiKey::OffsetForLeaderEpoch => {
             let req = decode!(OffsetForLeaderEpochRequest);
             ready(encode(
                 cid,
                 version,
-                &offset_for_leader_epoch::handle(broker, req),
+                &offset_for_leader_epoch::handle(broker, req, session),
             ))
         }
         ApiKey::ListOffsets => {
@@ -302,7 +334,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &list_offsets::handle(broker, version, req).await,
+                &list_offsets::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::CreateTopics => {
@@ -310,7 +342,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &create_topics::handle(broker, version, req).await,
+                &create_topics::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::DeleteTopics => {
@@ -318,7 +350,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &delete_topics::handle(broker, version, req).await,
+                &delete_topics::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::CreatePartitions => {
@@ -326,7 +358,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &create_partitions::handle(broker, req).await,
+                &create_partitions::handle(broker, req, session).await,
             ))
         }
         ApiKey::DescribeConfigs => {
@@ -334,7 +366,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &describe_configs::handle(broker, version, req).await,
+                &describe_configs::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::DescribeCluster => {
@@ -342,7 +374,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &describe_cluster::handle(broker, req, &session.listener),
+                &describe_cluster::handle(broker, req, session),
             ))
         }
         ApiKey::FindCoordinator => {
@@ -350,11 +382,17 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &find_coordinator::handle(broker, version, req, &session.listener),
+                &find_coordinator::handle(broker, version, req, session),
             ))
         }
         ApiKey::JoinGroup => {
             let req = decode!(JoinGroupRequest);
+            if !broker.authorized_group(session, op::READ, req.group_id.as_str()) {
+                let mut resp = kafka_protocol::messages::JoinGroupResponse::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                resp.generation_id = -1;
+                return ready(encode(cid, version, &resp));
+            }
             // A join waits for the whole group: answer it from the response queue.
             let (b, client_id, peer) = (broker.clone(), client_id.to_string(), format!("/{peer}"));
             later(async move {
@@ -364,15 +402,30 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
         }
         ApiKey::SyncGroup => {
             let req = decode!(SyncGroupRequest);
+            if !broker.authorized_group(session, op::READ, req.group_id.as_str()) {
+                let mut resp = kafka_protocol::messages::SyncGroupResponse::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                return ready(encode(cid, version, &resp));
+            }
             let b = broker.clone();
             later(async move { encode(cid, version, &sync_group::handle(&b, version, req).await) })
         }
         ApiKey::Heartbeat => {
             let req = decode!(HeartbeatRequest);
+            if !broker.authorized_group(session, op::READ, req.group_id.as_str()) {
+                let mut resp = kafka_protocol::messages::HeartbeatResponse::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                return ready(encode(cid, version, &resp));
+            }
             ready(encode(cid, version, &heartbeat::handle(broker, req).await))
         }
         ApiKey::LeaveGroup => {
             let req = decode!(LeaveGroupRequest);
+            if !broker.authorized_group(session, op::READ, req.group_id.as_str()) {
+                let mut resp = kafka_protocol::messages::LeaveGroupResponse::default();
+                resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+                return ready(encode(cid, version, &resp));
+            }
             ready(encode(
                 cid,
                 version,
@@ -381,17 +434,21 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
         }
         ApiKey::OffsetCommit => {
             let req = decode!(OffsetCommitRequest);
-            let b = broker.clone();
-            later(
-                async move { encode(cid, version, &offset_commit::handle(&b, version, req).await) },
-            )
+            let (b, s) = (broker.clone(), session.clone());
+            later(async move {
+                encode(
+                    cid,
+                    version,
+                    &offset_commit::handle(&b, version, req, &s).await,
+                )
+            })
         }
         ApiKey::OffsetFetch => {
             let req = decode!(OffsetFetchRequest);
             ready(encode(
                 cid,
                 version,
-                &offset_fetch::handle(broker, version, req).await,
+                &offset_fetch::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::OffsetDelete => {
@@ -399,7 +456,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &offset_delete::handle(broker, req).await,
+                &offset_delete::handle(broker, req, session).await,
             ))
         }
         ApiKey::DescribeGroups => {
@@ -407,7 +464,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &describe_groups::handle(broker, version, req).await,
+                &describe_groups::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::ListGroups => {
@@ -415,7 +472,7 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &list_groups::handle(broker, version, req).await,
+                &list_groups::handle(broker, version, req, session).await,
             ))
         }
         ApiKey::DeleteGroups => {
@@ -423,11 +480,30 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
             ready(encode(
                 cid,
                 version,
-                &delete_groups::handle(broker, req).await,
+                &delete_groups::handle(broker, req, session).await,
             ))
         }
         ApiKey::InitProducerId => {
             let req = decode!(InitProducerIdRequest);
+            // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some
+            // topic (Kafka 2.8+); transactional ids are refused by the handler either way.
+            let idempotent_ok = req.transactional_id.is_some()
+                || broker.authorized_cluster(session, op::IDEMPOTENT_WRITE)
+                || broker.authorizer.as_ref().is_none_or(|a| {
+                    a.acls().authorize_any(
+                        &session.principal,
+                        &session.peer,
+                        op::WRITE,
+                        sediment_auth::acl::resource::TOPIC,
+                    )
+                });
+            if !idempotent_ok {
+                let mut resp = kafka_protocol::messages::InitProducerIdResponse::default();
+                resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+                resp.producer_id = kafka_protocol::messages::ProducerId(-1);
+                resp.producer_epoch = -1;
+                return ready(encode(cid, version, &resp));
+            }
             ready(encode(
                 cid,
                 version,
@@ -436,6 +512,12 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
         }
         ApiKey::DescribeUserScramCredentials => {
             let req = decode!(DescribeUserScramCredentialsRequest);
+            if !broker.authorized_cluster(session, op::DESCRIBE) {
+                let mut resp =
+                    kafka_protocol::messages::DescribeUserScramCredentialsResponse::default();
+                resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+                return ready(encode(cid, version, &resp));
+            }
             ready(encode(
                 cid,
                 version,
@@ -444,10 +526,47 @@ pub async fn dispatch(broker: &Arc<Broker>, frame: Bytes, session: &Session) -> 
         }
         ApiKey::AlterUserScramCredentials => {
             let req = decode!(AlterUserScramCredentialsRequest);
+            if !broker.authorized_cluster(session, op::ALTER) {
+                let mut resp =
+                    kafka_protocol::messages::AlterUserScramCredentialsResponse::default();
+                let users: std::collections::BTreeSet<String> = req
+                    .deletions
+                    .iter()
+                    .map(|d| d.name.to_string())
+                    .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+                    .collect();
+                for user in users {
+                    let mut r = kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+                    r.user = str_bytes(user);
+                    r.error_code = ResponseError::ClusterAuthorizationFailed.code();
+                    resp.results.push(r);
+                }
+                return ready(encode(cid, version, &resp));
+            }
             ready(encode(
                 cid,
                 version,
                 &scram_credentials::alter(broker, req).await,
+            ))
+        }
+        ApiKey::DescribeAcls => {
+            let req = decode!(kafka_protocol::messages::DescribeAclsRequest);
+            ready(encode(cid, version, &acls::describe(broker, session, req)))
+        }
+        ApiKey::CreateAcls => {
+            let req = decode!(kafka_protocol::messages::CreateAclsRequest);
+            ready(encode(
+                cid,
+                version,
+                &acls::create(broker, session, req).await,
+            ))
+        }
+        ApiKey::DeleteAcls => {
+            let req = decode!(kafka_protocol::messages::DeleteAclsRequest);
+            ready(encode(
+                cid,
+                version,
+                &acls::delete(broker, session, req).await,
             ))
         }
         _ => {

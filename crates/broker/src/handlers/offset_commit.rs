@@ -18,10 +18,15 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: OffsetCommitRequest,
+    session: &crate::security::Session,
 ) -> OffsetCommitResponse {
+    use sediment_auth::acl::op;
     let group = req.group_id.as_str();
     let verdict = match broker.check_group_id(group) {
         Err(code) => Err(code),
+        Ok(()) if !broker.authorized_group(session, op::READ, group) => {
+            Err(ResponseError::GroupAuthorizationFailed.code())
+        }
         Ok(()) => {
             broker
                 .coordinator
@@ -48,10 +53,13 @@ pub async fn handle(
     let mut to_store = Vec::new();
     for t in &req.topics {
         let topic = broker.registry.topic(t.name.as_str());
+        let topic_ok = broker.authorized_topic(session, op::READ, t.name.as_str());
         let mut tc = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let code = if let Err(c) = verdict {
                 c
+            } else if !topic_ok {
+                ResponseError::TopicAuthorizationFailed.code()
             } else if topic
                 .as_ref()
                 .and_then(|t| t.partition(p.partition_index))

@@ -28,11 +28,20 @@ fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: OffsetDeleteRequest,
+    session: &crate::security::Session,
+) -> OffsetDeleteResponse {
+    use sediment_auth::acl::op;
     let mut resp = OffsetDeleteResponse::default();
     let group = req.group_id.as_str();
     if let Err(code) = broker.check_group_id(group) {
         resp.error_code = code;
+        return resp;
+    }
+    if !broker.authorized_group(session, op::DELETE, group) {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
         return resp;
     }
     let view = broker.coordinator.view(group).await;
@@ -55,10 +64,13 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDel
     for t in req.topics {
         let mut tr = OffsetDeleteResponseTopic::default();
         let busy = subscribed.contains(t.name.as_str());
+        let allowed = broker.authorized_topic(session, op::READ, t.name.as_str());
         for p in t.partitions {
             let mut pr = OffsetDeleteResponsePartition::default();
             pr.partition_index = p.partition_index;
-            if busy {
+            if !allowed {
+                pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+            } else if busy {
                 pr.error_code = ResponseError::GroupSubscribedToTopic.code();
             } else {
                 delete.push((t.name.to_string(), p.partition_index));

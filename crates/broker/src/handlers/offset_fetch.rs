@@ -17,12 +17,21 @@ use crate::Broker;
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
 
 /// Per topic, per partition: `Ok(committed or None)` or an error code for the whole group.
+/// A partition's committed offset (`None`: none), or its error code.
+type Found = Result<Option<CommittedOffset>, i16>;
+
 async fn lookup(
     broker: &Broker,
+    session: &crate::security::Session,
     group: &str,
     wanted: Wanted,
-) -> Result<Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)>, i16> {
+) -> Result<Vec<(TopicName, Vec<(i32, Found)>)>, i16> {
+    use sediment_auth::acl::op;
     broker.check_group_id(group)?;
+    if !broker.authorized_group(session, op::DESCRIBE, group) {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let may = |topic: &str| broker.authorized_topic(session, op::DESCRIBE, topic);
     let stored = broker
         .meta
         .committed_offsets(group)
@@ -36,26 +45,32 @@ async fn lookup(
             .push((e.partition, e.committed));
     }
     Ok(match wanted {
+        // Every committed topic the principal may describe; the others are not named.
         None => by_topic
             .into_iter()
+            .filter(|(t, _)| may(t))
             .map(|(t, ps)| {
                 (
                     TopicName(str_bytes(t)),
-                    ps.into_iter().map(|(p, c)| (p, Some(c))).collect(),
+                    ps.into_iter().map(|(p, c)| (p, Ok(Some(c)))).collect(),
                 )
             })
             .collect(),
         Some(topics) => topics
             .into_iter()
             .map(|(name, partitions)| {
+                let allowed = may(name.as_str());
                 let have = by_topic.get(name.as_str());
                 let found = partitions
                     .into_iter()
                     .map(|p| {
+                        if !allowed {
+                            return (p, Err(ResponseError::TopicAuthorizationFailed.code()));
+                        }
                         let c = have
                             .and_then(|h| h.iter().find(|(hp, _)| *hp == p))
                             .map(|(_, c)| c.clone());
-                        (p, c)
+                        (p, Ok(c))
                     })
                     .collect();
                 (name, found)
@@ -75,6 +90,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: OffsetFetchRequest,
+    session: &crate::security::Session,
 ) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
     if version >= 8 {
@@ -85,14 +101,16 @@ pub async fn handle(
                     .collect()
             });
             let mut gr = OffsetFetchResponseGroup::default();
-            match lookup(broker, g.group_id.as_str(), wanted).await {
+            match lookup(broker, session, g.group_id.as_str(), wanted).await {
                 Ok(topics) => {
                     for (name, parts) in topics {
                         let mut tr = OffsetFetchResponseTopics::default();
                         tr.name = name;
                         for (p, c) in parts {
-                            let (offset, epoch, metadata) = fields(c);
+                            let error = c.as_ref().err().copied().unwrap_or(0);
+                            let (offset, epoch, metadata) = fields(c.ok().flatten());
                             let mut pr = OffsetFetchResponsePartitions::default();
+                            pr.error_code = error;
                             pr.partition_index = p;
                             pr.committed_offset = offset;
                             pr.committed_leader_epoch = epoch;
@@ -114,14 +132,16 @@ pub async fn handle(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    match lookup(broker, req.group_id.as_str(), wanted).await {
+    match lookup(broker, session, req.group_id.as_str(), wanted).await {
         Ok(topics) => {
             for (name, parts) in topics {
                 let mut tr = OffsetFetchResponseTopic::default();
                 tr.name = name;
                 for (p, c) in parts {
-                    let (offset, epoch, metadata) = fields(c);
+                    let error = c.as_ref().err().copied().unwrap_or(0);
+                    let (offset, epoch, metadata) = fields(c.ok().flatten());
                     let mut pr = OffsetFetchResponsePartition::default();
+                    pr.error_code = error;
                     pr.partition_index = p;
                     pr.committed_offset = offset;
                     if version >= 5 {

@@ -17,9 +17,19 @@ use crate::Broker;
 pub fn handle(
     broker: &Arc<Broker>,
     req: OffsetForLeaderEpochRequest,
+    session: &crate::security::Session,
 ) -> OffsetForLeaderEpochResponse {
+    use sediment_auth::acl::op;
     let mut resp = OffsetForLeaderEpochResponse::default();
+    // A follower's request needs CLUSTER_ACTION, a client's DESCRIBE on each topic.
+    let follower = req.replica_id.0 >= 0;
+    let cluster_ok = follower && broker.authorized_cluster(session, op::CLUSTER_ACTION);
     for t in req.topics {
+        let allowed = if follower {
+            cluster_ok
+        } else {
+            broker.authorized_topic(session, op::DESCRIBE, t.topic.as_str())
+        };
         let topic = broker.registry.topic(t.topic.as_str());
         let mut tr = OffsetForLeaderTopicResult::default();
         tr.topic = t.topic;
@@ -30,6 +40,7 @@ pub fn handle(
             out.end_offset = -1;
             let partition = topic.as_ref().and_then(|t| t.partition(p.partition));
             match partition.map(|x| x.state.lock()) {
+                _ if !allowed => out.error_code = ResponseError::TopicAuthorizationFailed.code(),
                 None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(Err(_)) => out.error_code = ResponseError::UnknownServerError.code(),
                 Some(Ok(st)) => match super::check_leader(&st, p.current_leader_epoch) {

@@ -425,7 +425,13 @@ async fn wait_replicated(
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRequest) -> Reply {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    session: &crate::security::Session,
+    cid: i32,
+    version: i16,
+    req: ProduceRequest,
+) -> Reply {
     let acks = req.acks;
     // How long acks=all waits for the in-sync replicas (the request's timeout, as in Kafka).
     let timeout = std::time::Duration::from_millis(req.timeout_ms.clamp(1, 300_000) as u64);
@@ -454,11 +460,19 @@ pub async fn handle(broker: &Arc<Broker>, cid: i32, version: i16, req: ProduceRe
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
         let name = td.name.clone();
-        let topic = broker.ensure_topic(name.as_str(), true).await;
+        let topic = if broker.authorized_topic(session, sediment_auth::acl::op::WRITE, &name) {
+            let create = broker.may_create_topic(session, &name);
+            broker.ensure_topic(name.as_str(), create).await
+        } else {
+            Err(ResponseError::TopicAuthorizationFailed.code())
+        };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
             let outcome = match &topic {
                 Ok(t) => append_partition(broker, t, pd.index, pd.records, durability).await,
+                Err(code) if *code == ResponseError::TopicAuthorizationFailed.code() => {
+                    failed(*code, "not authorized to write to the topic")
+                }
                 Err(code) => failed(*code, "unknown topic"),
             };
             parts.push((pd.index, outcome));
