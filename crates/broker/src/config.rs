@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     pub listeners: Vec<crate::security::Listener>,
     /// How this broker reaches its peers' inter-broker listener.
     pub peer_transport: sediment_protocol::client::Transport,
+    /// When that listener is TLS: the files, read again at every new connection to a peer
+    /// (so a rotated certificate or CA applies without a restart).
+    pub peer_tls: Option<std::sync::Arc<crate::security::Tls>>,
     /// ACL checks on every request (`None`: everyone may do everything).
     pub authorizer: Option<crate::authz::AuthorizerConfig>,
     pub data_dir: PathBuf,
@@ -153,6 +156,7 @@ impl BrokerConfig {
             inter_broker_listener: "PLAINTEXT".into(),
             listeners: Vec::new(),
             peer_transport: Default::default(),
+            peer_tls: None,
             authorizer: None,
             data_dir: data_dir.into(),
             max_request_bytes: defaults::MAX_REQUEST_BYTES,

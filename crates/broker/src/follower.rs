@@ -58,7 +58,18 @@ impl ReplicaHost for FollowerHost {
     }
 
     fn transport(&self) -> sediment_protocol::client::Transport {
-        self.0.config.peer_transport.clone()
+        let c = &self.0.config;
+        match &c.peer_tls {
+            // Read again for each connection: rotated files apply to the next one.
+            Some(tls) => match tls.client_config() {
+                Ok(config) => sediment_protocol::client::Transport::Tls(config),
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS files for peers do not load; using the ones read before");
+                    c.peer_transport.clone()
+                }
+            },
+            None => c.peer_transport.clone(),
+        }
     }
 
     fn fetcher_done(&self, leader: i32) -> bool {

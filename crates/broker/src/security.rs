@@ -201,6 +201,12 @@ pub struct Tls {
     current: RwLock<(Arc<rustls::ServerConfig>, Fingerprint)>,
 }
 
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("files", &self.files).finish_non_exhaustive()
+    }
+}
+
 impl Tls {
     /// Loads the files; an error names the file that is wrong.
     pub fn load(files: TlsFiles) -> Result<Self, String> {

@@ -26,6 +26,7 @@ pub struct Listeners {
     pub bound: Vec<Bound>,
     pub inter_broker: String,
     pub peer_transport: sediment_protocol::client::Transport,
+    pub peer_tls: Option<Arc<Tls>>,
 }
 
 fn split_host_port(addr: &str) -> anyhow::Result<(String, i32)> {
@@ -237,6 +238,7 @@ pub async fn bind(s: &Settings) -> anyhow::Result<Listeners> {
     let sasl = sasl_settings(s, specs.iter().any(|(_, p, ..)| p.sasl()))?;
 
     let mut peer_transport = sediment_protocol::client::Transport::Plain;
+    let mut peer_tls = None;
     if let Some((_, proto, ..)) = specs.iter().find(|(n, ..)| *n == inter_broker) {
         if proto.sasl() && !s.etcd_endpoints.is_empty() {
             bail!(
@@ -250,6 +252,7 @@ pub async fn bind(s: &Settings) -> anyhow::Result<Listeners> {
             peer_transport = sediment_protocol::client::Transport::Tls(
                 tls.client_config().map_err(anyhow::Error::msg)?,
             );
+            peer_tls = Some(tls.clone());
         }
     }
 
@@ -289,5 +292,6 @@ pub async fn bind(s: &Settings) -> anyhow::Result<Listeners> {
         bound,
         inter_broker,
         peer_transport,
+        peer_tls,
     })
 }

@@ -44,6 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(|b| b.runtime.listener.clone())
         .collect();
     config.peer_transport = listeners.peer_transport.clone();
+    config.peer_tls = listeners.peer_tls.clone();
     config.authorizer = s.authorizer.clone();
     config.max_request_bytes = s.max_request_bytes;
     config.message_max_bytes = s.message_max_bytes;
