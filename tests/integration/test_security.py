@@ -1318,3 +1318,45 @@ def test_cluster_replicates_over_the_ssl_inter_broker_listener(cluster_factory, 
     assert sorted(p.replicas) == [1, 2, 3], p.replicas
     recs = read_confluent(boot.bootstrap, topic, [0], consumer_conf=boot.confluent())[0]
     assert [r.value for r in recs] == values
+
+
+# ================================================================ bad input over TLS
+
+
+def _hostile_frames() -> list[tuple[str, bytes]]:
+    def frame(body: bytes) -> bytes:
+        return struct.pack(">i", len(body)) + body
+
+    def request(api_key: int, version: int, body: bytes) -> bytes:
+        return frame(struct.pack(">hhih", api_key, version, 7, 1) + b"t" + body)
+
+    return [
+        ("http garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("negative size", struct.pack(">i", -5)),
+        ("zero size", struct.pack(">i", 0)),
+        ("size over the limit", struct.pack(">i", 200 * 1024 * 1024)),
+        ("shorter than a header", frame(b"\x00\x12")),
+        ("unknown api key", request(999, 0, b"")),
+        ("unsupported version", request(0, 2, b"")),
+        ("body cut short", request(3, 1, b"\x00\x00\x00\x05")),
+        ("metadata array claiming 2^31-1 topics", request(3, 1, struct.pack(">i", 0x7FFFFFFF) + b"\x00\x01x")),
+        ("produce claiming 2^31-1 topics", request(0, 3, struct.pack(">hhii", -1, -1, 1000, 0x7FFFFFFF))),
+    ]
+
+
+@pytest.mark.parametrize("listener", ["SSL", "SASL_SSL"])
+def test_hostile_frames_over_tls_close_only_their_connection(sec, listener):
+    """The bad-input cases of tests/integration/test_bad_input.py and the Rust bad_input suite,
+    sent inside TLS: each closes its connection (before authentication on SASL_SSL, where the
+    broker must not even try to decode them), and the broker goes on serving over TLS."""
+    ep = sec.ep(listener)
+    for what, data in _hostile_frames():
+        with SaslConn(ep.bootstrap, tls=ep.context()) as c:
+            c.sock.sendall(data)
+            assert c.closed_by_peer(timeout=10), f"{listener}: {what}: the broker answered or hung"
+    # A frame promising more than it sends, then the client goes away mid-frame.
+    with SaslConn(ep.bootstrap, tls=ep.context()) as c:
+        c.sock.sendall(struct.pack(">i", 100) + b"\x01\x02\x03")
+    assert sec.healthy()
+    with SaslConn(sec.ep("SSL").bootstrap, tls=sec.ep("SSL").context()) as c:
+        assert [b.port for b in c.metadata().brokers] == [sec.ports["SSL"]]
