@@ -43,7 +43,7 @@ from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 import rawkafka
 import tlskit
 from clusterkit import cluster_factory  # noqa: F401  (fixture)
-from conftest import Broker, _pick_free_ports, sediment_binary
+from conftest import Broker, _pick_free_ports, free_port, sediment_binary
 from kafkautil import (confluent_producer, create_topic, kafka_error_of, kp_producer,
                        produce_confluent, produce_kp, read_confluent, read_kp, wait_until)
 from test_kafkajs import node, run_node  # noqa: F401  (node is a fixture)
@@ -1360,3 +1360,61 @@ def test_hostile_frames_over_tls_close_only_their_connection(sec, listener):
     assert sec.healthy()
     with SaslConn(sec.ep("SSL").bootstrap, tls=sec.ep("SSL").context()) as c:
         assert [b.port for b in c.metadata().brokers] == [sec.ports["SSL"]]
+
+
+# ================================================================ the mTLS principal, seen by ACLs
+
+
+def test_client_certificate_subject_is_the_principal_acls_see(broker_factory, pki, tmp_path,
+                                                              topic_name):
+    """With --ssl-client-auth required and --authorizer acl, an ACL for
+    User:CN=alice,O=Sediment Test lets alice's certificate write and read; another
+    certificate from the same CA (bob) is refused TOPIC_AUTHORIZATION_FAILED."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, \
+        ResourcePatternType, ResourceType
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca = x509.load_pem_x509_certificate(pki.ca.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    bob_cert, bob_key = tlskit._make_leaf(tlskit._name("bob", "Sediment Test"), ca, ca_key,
+                                          server=False)
+    bob_pem, bob_key_pem = tmp_path / "bob.pem", tmp_path / "bob.key"
+    tlskit._write_cert(bob_pem, bob_cert)
+    tlskit._write_key(bob_key_pem, bob_key)
+
+    port = free_port()
+    b = broker_factory(extra_args=[
+        "--listener", f"SSL://127.0.0.1:{port}",
+        "--ssl-cert-file", str(pki.server_cert), "--ssl-key-file", str(pki.server_key),
+        "--ssl-ca-file", str(pki.ca), "--ssl-client-auth", "required",
+        "--authorizer", "acl", "--super-users", "User:ANONYMOUS",
+    ])
+    create_topic(b.bootstrap, topic_name, partitions=1)
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    alice = "User:" + tlskit.CLIENT_SUBJECT_RFC2253
+    for operation in (AclOperation.WRITE, AclOperation.READ):
+        futs = admin.create_acls([AclBinding(ResourceType.TOPIC, topic_name,
+                                             ResourcePatternType.LITERAL, alice, "*", operation,
+                                             AclPermissionType.ALLOW)])
+        for f in futs.values():
+            f.result(timeout=15)
+
+    def ssl_conf(cert: Path, key: Path) -> dict:
+        return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SSL",
+                "ssl.ca.location": str(pki.ca), "ssl.certificate.location": str(cert),
+                "ssl.key.location": str(key)}
+
+    ok = produce_confluent(Producer(ssl_conf(pki.client_cert, pki.client_key)), topic_name,
+                           [{"key": b"k", "value": b"from-alice"}])
+    assert ok[0].error is None, ok
+    refused = produce_confluent(Producer({**ssl_conf(bob_pem, bob_key_pem),
+                                          "message.timeout.ms": 10000}),
+                                topic_name, [{"key": b"k", "value": b"from-bob"}])
+    assert refused[0].error is not None
+    assert refused[0].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused[0].error
+    recs = read_kp(f"127.0.0.1:{port}", topic_name, [0], consumer_conf={
+        "security_protocol": "SSL", "ssl_cafile": str(pki.ca), "ssl_certfile": str(pki.client_cert),
+        "ssl_keyfile": str(pki.client_key)})[0]
+    assert [r.value for r in recs] == [b"from-alice"]
