@@ -1418,3 +1418,27 @@ def test_client_certificate_subject_is_the_principal_acls_see(broker_factory, pk
         "security_protocol": "SSL", "ssl_cafile": str(pki.ca), "ssl_certfile": str(pki.client_cert),
         "ssl_keyfile": str(pki.client_key)})[0]
     assert [r.value for r in recs] == [b"from-alice"]
+
+
+# ================================================================ settings that would be ignored
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--ssl-cert-file", "/nonexistent.pem"], "--ssl-cert-file applies to SSL and SASL_SSL listeners only"),
+    (["--sasl-enabled-mechanisms", "PLAIN"], "--sasl-enabled-mechanisms applies to SASL_PLAINTEXT and SASL_SSL listeners only"),
+    (["--listener", "SSL://127.0.0.1:0"], "SSL and SASL_SSL listeners need --ssl-cert-file and --ssl-key-file"),
+    (["--listener", "BOGUS://127.0.0.1:0"], "BOGUS is not a security protocol"),
+    (["--listener", "SASL_PLAINTEXT://127.0.0.1:0", "--sasl-enabled-mechanisms", "GSSAPI"], "is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    (["--advertised-listener", "SSL://h:1"], "no listener is named SSL"),
+    (["--inter-broker-listener-name", "SSL"], "no listener has that name"),
+    (["--super-users", "User:x"], "--super-users needs --authorizer acl"),
+    (["--authorizer", "ranger"], "expected acl or none"),
+    (["--authorizer", "acl", "--super-users", "alice"], "is not a principal like User:alice"),
+    (["--listener", "PLAINTEXT://127.0.0.1:0"], "a listener named PLAINTEXT already exists"),
+])
+def test_settings_that_would_be_ignored_are_refused(tmp_path, args, message):
+    cp = subprocess.run([str(sediment_binary()), "serve", "--data-dir", str(tmp_path / "d"),
+                         "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", *args],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode != 0, cp.stderr
+    assert message in cp.stderr, cp.stderr
