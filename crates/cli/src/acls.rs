@@ -224,10 +224,13 @@ pub async fn run(args: AclsArgs) -> anyhow::Result<()> {
                 }
                 None => {
                     req.resource_type_filter = resource::ANY;
+                    req.resource_name_filter = None;
                     req.pattern_type_filter = pattern::ANY;
                 }
             }
+            // Null, not the codec's default "": an empty filter matches nothing.
             req.principal_filter = principal.as_deref().map(s);
+            req.host_filter = None;
             req.operation = op::ANY;
             req.permission_type = permission::ANY;
             let resp = client.send(3, &req).await?;
@@ -276,6 +279,7 @@ pub async fn run(args: AclsArgs) -> anyhow::Result<()> {
                 }
                 None => {
                     base.resource_type_filter = resource::ANY;
+                    base.resource_name_filter = None;
                     base.pattern_type_filter = pattern::ANY;
                 }
             }

@@ -158,7 +158,18 @@ pub async fn handle(
             Some(name) if !broker.authorized_topic(session, op::DESCRIBE, name) => denied,
             Some(name) => {
                 let create = auto_create && broker.may_create_topic(session, name);
-                broker.ensure_topic(name.as_str(), create).await
+                match broker.ensure_topic(name.as_str(), create).await {
+                    // Kafka: a missing topic the client asked to auto-create but may not is
+                    // TOPIC_AUTHORIZATION_FAILED, so the client fails at once.
+                    Err(code)
+                        if auto_create
+                            && !create
+                            && code == ResponseError::UnknownTopicOrPartition.code() =>
+                    {
+                        denied
+                    }
+                    other => other,
+                }
             }
             None if !wanted.topic_id.is_nil() => {
                 match broker.registry.topic_by_id(&wanted.topic_id) {
