@@ -105,7 +105,7 @@ def test_operator_metrics_count_what_clients_did(broker, topic_name):
     for p in (0, 1):
         assert sample(m, "sediment_partition_upload_lag_bytes", topic=topic_name, partition=p) >= 0
     # Connections by listener.
-    assert sample(m, "sediment_listener_connections", listener="kafka") >= 1
+    assert sample(m, "sediment_listener_connections", listener="PLAINTEXT") >= 1
     # Group lag: partition 0's high watermark is 20, the commit 15.
     assert sample(m, "sediment_group_lag_offsets", group="lag-g", topic=topic_name, partition=0) == 5
 
@@ -121,7 +121,9 @@ def test_json_logs_are_one_object_per_line(broker_factory):
     serving = [e for e in events if e.get("fields", {}).get("message") == "sediment is serving"]
     assert serving, [e.get("fields") for e in events[:10]]
     assert serving[0]["level"] == "INFO" and "timestamp" in serving[0]
-    assert serving[0]["fields"]["kafka"] == b.bootstrap
+    # Every listener, as NAME://bound (protocol, advertised address).
+    assert f"PLAINTEXT://{b.bootstrap} (PLAINTEXT, advertised {b.bootstrap})" in \
+        serving[0]["fields"]["listeners"], serving[0]["fields"]
 
 
 def test_an_unknown_log_format_is_refused(tmp_path):

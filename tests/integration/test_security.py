@@ -722,12 +722,16 @@ def mtls(request, _mtls_broker) -> Secured:
     return _mtls_broker
 
 
-def test_mtls_client_with_ca_signed_certificate_round_trips(request, mtls, pki, topic_name):
+@pytest.mark.parametrize("client", CLIENTS)
+def test_mtls_client_with_ca_signed_certificate_round_trips(request, mtls, pki, client, topic_name):
     ep = mtls.ep("SSL").with_tls(pki.ca, pki.client_cert, pki.client_key)
     assert tls_probe(ep.bootstrap, ep.context()).answered
-    roundtrip(request, "confluent", ep, mtls.plaintext, topic_name)
-    recs = read_kp(ep.bootstrap, topic_name, [0], consumer_conf=ep.kp())[0]
-    assert [r.value for r in recs] == [v for _, v in _values(topic_name, 20)]
+    roundtrip(request, client, ep, mtls.plaintext, topic_name)
+
+
+def test_mtls_client_with_ca_signed_certificate_round_trips_kcat(mtls, pki, kcat, topic_name):
+    ep = mtls.ep("SSL").with_tls(pki.ca, pki.client_cert, pki.client_key)
+    kcat_roundtrip(kcat, ep, mtls.plaintext, topic_name)
 
 
 @pytest.mark.parametrize("which", ["no-certificate", "self-signed", "expired"])
@@ -1442,3 +1446,84 @@ def test_settings_that_would_be_ignored_are_refused(tmp_path, args, message):
                         capture_output=True, text=True, timeout=30)
     assert cp.returncode != 0, cp.stderr
     assert message in cp.stderr, cp.stderr
+
+
+# ================================================================ brokers authenticate each other
+
+
+def test_cluster_with_mutual_tls_and_acls_replicates_and_refuses_a_fake_follower(
+        cluster_factory, pki, new_topic):
+    """Three brokers whose inter-broker listener is SSL with client certificates required and
+    --authorizer acl: each broker's principal is its certificate's subject (a super user here),
+    so replication works and acks=all keeps an ISR of three; alice, whose certificate the same
+    CA signed and who may read the topic, gets TOPIC_AUTHORIZATION_FAILED and no data when she
+    fetches as a follower."""
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, \
+        ResourcePatternType, ResourceType
+    from test_acls import TOPIC_AUTHORIZATION_FAILED, raw_fetch
+
+    broker_principal = "User:CN=localhost,O=Sediment Test"
+    c = cluster_factory(3, start=False, extra_args=tls_args(pki) + [
+        "--inter-broker-listener-name", "SSL", "--ssl-client-auth", "required",
+        "--authorizer", "acl", "--super-users", f"User:ANONYMOUS;{broker_principal}"])
+    used = {p for b in c.brokers.values() for p in (b.port, b.http_port)}
+    ssl_ports = distinct_ports(3, used)
+    eps = {}
+    for (i, b), port in zip(sorted(c.brokers.items()), ssl_ports):
+        b.options += ["--listener", f"SSL://127.0.0.1:{port}"]
+        eps[i] = Endpoint(f"127.0.0.1:{port}", "SSL", ca=pki.ca,
+                          cert=pki.client_cert, key=pki.client_key)
+    for b in c.brokers.values():
+        b.start()
+    plain = ",".join(b.bootstrap for b in c.brokers.values())
+    topic = new_topic()
+    admin = AdminClient({"bootstrap.servers": plain})
+    wait_until(lambda: len(admin.list_topics(timeout=10).brokers) == 3, 30,
+               what="three brokers in Metadata")
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3)],
+                        request_timeout=20)[topic].result(timeout=30)
+    alice = "User:" + tlskit.CLIENT_SUBJECT_RFC2253
+    for operation in (AclOperation.WRITE, AclOperation.READ):
+        for f in admin.create_acls([AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                                               alice, "*", operation,
+                                               AclPermissionType.ALLOW)]).values():
+            f.result(timeout=15)
+
+    def partition():
+        try:
+            t = admin.list_topics(topic=topic, timeout=10).topics.get(topic)
+        except KafkaException:
+            return None
+        if t is None or t.error is not None or 0 not in t.partitions:
+            return None
+        return t.partitions[0]
+
+    wait_until(lambda: (lambda p: p and p.leader in eps and set(p.isrs) == {1, 2, 3})(partition()),
+               30, what=f"{topic}/0 led, with all three in the ISR")
+
+    def alice_sees_topic(ep: Endpoint) -> bool:
+        with SaslConn(ep.bootstrap, tls=ep.context()) as conn:
+            return topic in [t.name for t in conn.metadata().topics]
+
+    # Each broker reads ACLs again every second: wait until all three let alice describe it.
+    wait_until(lambda: all(alice_sees_topic(ep) for ep in eps.values()), 10,
+               what="alice's ACLs to apply on every broker")
+    boot = Endpoint(",".join(ep.bootstrap for ep in eps.values()), "SSL", ca=pki.ca,
+                    cert=pki.client_cert, key=pki.client_key)
+    values = [f"mtls-{i}".encode() for i in range(30)]
+    ds = produce_confluent(confluent_producer(boot.bootstrap, **boot.confluent(), acks="all"), topic,
+                           [{"key": v, "value": v, "partition": 0} for v in values], flush_timeout=60)
+    assert [d.error for d in ds] == [None] * 30, [d.error for d in ds if d.error][:3]
+    p = wait_until(lambda: (lambda q: q if q and set(q.isrs) == {1, 2, 3} else None)(partition()),
+                   30, what="the ISR to stay all three brokers after acks=all writes")
+    # alice may read the topic but has no group: kafka-python's reader assigns, no group.
+    recs = read_kp(boot.bootstrap, topic, [0], consumer_conf=boot.kp())[0]
+    assert [r.value for r in recs] == values
+
+    leader = eps[p.leader]
+    follower_id = next(i for i in (1, 2, 3) if i != p.leader)
+    with SaslConn(leader.bootstrap, tls=leader.context()) as conn:
+        as_consumer = raw_fetch(conn, topic, [0])
+        assert as_consumer[0][0] == 0 and values[0] in as_consumer[0][1], as_consumer
+        as_follower = raw_fetch(conn, topic, [0], replica_id=follower_id)
+    assert as_follower == {0: (TOPIC_AUTHORIZATION_FAILED, b"")}, as_follower

@@ -16,7 +16,8 @@
 #    scenario (tests/scenarios/*.json) describes its broker: 4 partitions and replication
 #    factor 3 for created topics, auto-creation off for `noautocreate`. The bootstrap list
 #    names all three brokers.
-# 3. Each listed test runs alone, in quick mode, with a timeout; every one must pass, and must
+# 3. Each listed test runs in its own test-runner, in quick mode, with a timeout, two at a time
+#    (LIBRDKAFKA_JOBS; topics and groups are random per test); every one must pass, and must
 #    have run (test-runner exits 0 for a test it skips, e.g. one for another scenario, so its
 #    summary must show the test PASSED). A test left out of a list is named there with its
 #    reason.
@@ -38,7 +39,7 @@ if [[ "${1:-}" == "--cluster" ]]; then
   shift
 fi
 
-say() { printf '\n==> %s\n' "$*"; }
+say() { printf '\n==> [%s] %s\n' "$(date +%T)" "$*"; }
 
 SUDO=()
 [[ "$(id -u)" -ne 0 ]] && SUDO=(sudo)
@@ -204,7 +205,34 @@ export LD_LIBRARY_PATH="$SRC/src:$SRC/src-cpp"
 passed=0
 failed=()
 
-# run_tests SCENARIO NNNN...: against the brokers started in $DIR, at $BOOTSTRAP.
+# How many tests run at once against the same brokers (topics and groups are random per test,
+# so they do not see each other's). Two fit this machine's 2 vCPUs and halve the suite's time.
+JOBS="${LIBRDKAFKA_JOBS:-2}"
+
+# run_one SCENARIO NNNN: one test; writes "<ok> <seconds>" to $DIR/result-NNNN.
+run_one() {
+  local scenario=$1 t=$2
+  local log="$DIR/test-$t.log" start=$SECONDS ok=0
+  if (cd "$SRC/tests" && RDKAFKA_TEST_CONF="$DIR/test.conf" TEST_SCENARIO=$scenario TESTS=$t \
+        timeout "$PER_TEST_TIMEOUT" ./test-runner -Q) >"$log" 2>&1; then
+    # The summary has a row per test of that number; one must say PASSED (not SKIPPED).
+    sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "^\| ${t}_[^ ]* +\| +PASSED \|" >/dev/null && ok=1
+  fi
+  echo "$ok $((SECONDS - start))" >"$DIR/result-$t"
+}
+
+brokers_alive() {
+  local pid
+  for pid in "${BROKER_PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null && continue
+    echo "a broker died (logs in $DIR):"
+    for l in "$DIR"/broker*.log; do echo "--- $l"; tail -20 "$l"; done
+    exit 1
+  done
+}
+
+# run_tests SCENARIO NNNN...: against the brokers started in $DIR, at $BOOTSTRAP, $JOBS at a
+# time; results are reported in list order.
 run_tests() {
   local scenario=$1 t
   shift
@@ -212,28 +240,32 @@ run_tests() {
 metadata.broker.list=$BOOTSTRAP
 test.topic.random=true
 CONF
+  # Only the tests' own jobs are counted and waited for: the brokers are jobs of this shell too.
+  local pids=() p alive
   for t in "$@"; do
-    local log="$DIR/test-$t.log" start=$SECONDS ok=0
-    if (cd "$SRC/tests" && RDKAFKA_TEST_CONF="$DIR/test.conf" TEST_SCENARIO=$scenario TESTS=$t \
-          timeout "$PER_TEST_TIMEOUT" ./test-runner -Q) >"$log" 2>&1; then
-      # The summary has a row per test of that number; one must say PASSED (not SKIPPED).
-      sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "^\| ${t}_[^ ]* +\| +PASSED \|" >/dev/null && ok=1
-    fi
+    while ((${#pids[@]} >= JOBS)); do
+      wait -n "${pids[@]}" || true
+      alive=()
+      for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+      pids=("${alive[@]}")
+      brokers_alive
+    done
+    run_one "$scenario" "$t" &
+    pids+=($!)
+  done
+  wait "${pids[@]}" 2>/dev/null || true
+  brokers_alive
+  for t in "$@"; do
+    local ok=0 secs=?
+    [[ -f "$DIR/result-$t" ]] && read -r ok secs <"$DIR/result-$t"
     if ((ok)); then
-      printf '  %s passed (%ss)\n' "$t" $((SECONDS - start))
+      printf '  %s passed (%ss)\n' "$t" "$secs"
       passed=$((passed + 1))
     else
-      printf '  %s FAILED (%ss); last lines:\n' "$t" $((SECONDS - start))
-      tail -15 "$log" | sed 's/^/      /'
+      printf '  %s FAILED (%ss); last lines:\n' "$t" "$secs"
+      tail -15 "$DIR/test-$t.log" | sed 's/^/      /'
       failed+=("$t")
     fi
-    local pid
-    for pid in "${BROKER_PIDS[@]}"; do
-      kill -0 "$pid" 2>/dev/null && continue
-      echo "a broker died (logs in $DIR):"
-      for l in "$DIR"/broker*.log; do echo "--- $l"; tail -20 "$l"; done
-      exit 1
-    done
   done
 }
 
