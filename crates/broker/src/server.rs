@@ -245,16 +245,12 @@ async fn serve_connection<R, W>(
             }
         };
         // Counted and timed by API (the frame's first two bytes), until the response is ready.
-        let (count, latency) = broker.metrics.api(
-            frame
-                .get(..2)
-                .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]])),
-        );
-        count.inc();
-        let began = std::time::Instant::now();
         let api_key = frame
             .get(..2)
             .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        let (count, latency) = broker.metrics.api(api_key);
+        count.inc();
+        let began = std::time::Instant::now();
         let outcome = if auth.expects_raw_token() {
             handlers::sasl::handle_raw(&broker, &rt, &mut auth, &mut session, frame).await
         } else if handlers::sasl::is_sasl_api(api_key) {

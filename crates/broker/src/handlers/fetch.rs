@@ -89,20 +89,14 @@ async fn read_now(
             pd.high_watermark = -1;
             pd.last_stable_offset = -1;
             pd.log_start_offset = -1;
-            if denied.contains(&ti) {
-                pd.error_code = ResponseError::TopicAuthorizationFailed.code();
-                has_error = true;
-                plans.push(Plan {
-                    topic: ti,
-                    of: None,
-                    data: pd,
-                    source: Source::Nothing,
-                });
-                continue;
-            }
-            let partition = topic.as_ref().and_then(|t| t.partition(fp.partition));
+            let partition = topic
+                .as_ref()
+                .filter(|_| !denied.contains(&ti))
+                .and_then(|t| t.partition(fp.partition));
             let (Some(partition), Some(topic)) = (partition, topic.as_ref()) else {
-                pd.error_code = if version >= 13 && topic.is_none() {
+                pd.error_code = if denied.contains(&ti) {
+                    ResponseError::TopicAuthorizationFailed.code()
+                } else if version >= 13 && topic.is_none() {
                     ResponseError::UnknownTopicId.code()
                 } else {
                     ResponseError::UnknownTopicOrPartition.code()
