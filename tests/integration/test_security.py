@@ -1527,3 +1527,24 @@ def test_cluster_with_mutual_tls_and_acls_replicates_and_refuses_a_fake_follower
         assert as_consumer[0][0] == 0 and values[0] in as_consumer[0][1], as_consumer
         as_follower = raw_fetch(conn, topic, [0], replica_id=follower_id)
     assert as_follower == {0: (TOPIC_AUTHORIZATION_FAILED, b"")}, as_follower
+
+
+# ================================================================ PLAIN against a password file
+
+
+def test_plain_checks_the_password_file_when_one_is_given(broker_factory, tmp_path):
+    """With --sasl-plain-users-file, PLAIN checks that file (not the SCRAM store): a listed user
+    logs in, a wrong password and an unlisted user are refused alike."""
+    users = tmp_path / "plain-users"
+    users.write_text("# operators\nfrank:frank-pass:with-colon\n")
+    port = free_port()
+    b = broker_factory(extra_args=[
+        "--listener", f"SASL_PLAINTEXT://127.0.0.1:{port}",
+        "--sasl-plain-users-file", str(users), "--failed-authentication-delay-ms", "0"])
+    ep = f"127.0.0.1:{port}"
+    ok = assert_login_ok(ep, "PLAIN", "frank", "frank-pass:with-colon")
+    assert ok.session_lifetime_ms == 0
+    bad = assert_login_refused(ep, "PLAIN", "frank", "frank-pass")
+    unknown = assert_login_refused(ep, "PLAIN", "nobody", "frank-pass:with-colon")
+    assert bad.error_message == unknown.error_message
+    assert b.health() == 200
