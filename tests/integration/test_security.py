@@ -1548,3 +1548,21 @@ def test_plain_checks_the_password_file_when_one_is_given(broker_factory, tmp_pa
     unknown = assert_login_refused(ep, "PLAIN", "nobody", "frank-pass:with-colon")
     assert bad.error_message == unknown.error_message
     assert b.health() == 200
+
+
+def test_bad_batches_over_tls_get_kafka_error_codes_and_store_nothing(sec, topic_name):
+    """The record-level cases of the bad-input suite, inside TLS: a batch whose CRC does not
+    match is CORRUPT_MESSAGE, an invalid topic name INVALID_TOPIC_EXCEPTION, the connection
+    stays usable, and only the good batch is stored."""
+    create_topic(sec.plaintext, topic_name, partitions=1)
+    good = rawkafka.idempotent_batch(-1, -1, -1, [b"good"])
+    corrupt = bytearray(good)
+    corrupt[-1] ^= 0xFF  # a byte of the last record: the CRC no longer matches
+    ep = sec.ep("SSL")
+    with SaslConn(ep.bootstrap, tls=ep.context()) as c:
+        assert rawkafka.produce_result(c.call(rawkafka.produce(topic_name, 0, bytes(corrupt)), 7))[0] == 2
+        assert rawkafka.produce_result(c.call(rawkafka.produce("bad/name", 0, good), 7))[0] == 17
+        err, base = rawkafka.produce_result(c.call(rawkafka.produce(topic_name, 0, good), 7))
+        assert (err, base) == (0, 0)
+    recs = read_confluent(sec.plaintext, topic_name, [0])[0]
+    assert [r.value for r in recs] == [b"good"]
